@@ -1,0 +1,3 @@
+"""The DevStream core: plugin host, toolchain engine, data pipelines, API and the dtm CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,202 @@
+"""Server-side adapter: turns DevStreamPlugin requests into calls on the author's Plugin."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+
+from plugin_sdk._errors import (
+    InvalidOptions,
+    PluginError,
+    PluginInternalError,
+    Unimplemented,
+    error_metadata,
+)
+from plugin_sdk._plugin import ApiRequest, Plugin, require_valid
+from plugin_sdk._proto import plugin_pb2 as pb
+from plugin_sdk._proto import plugin_pb2_grpc as pb_grpc
+from plugin_sdk._serve import register_secret
+
+log = logging.getLogger("plugin_sdk.servicer")
+T = TypeVar("T")
+
+
+def loads_object(text: str, what: str) -> dict[str, Any]:
+    """Parse a JSON object field of a request; an empty field is an empty object."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidOptions(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidOptions(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def merge_secrets(options: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """Put secret values (keyed by dotted option path) back into the options."""
+    for path, value in secrets.items():
+        register_secret(value)
+        node = options
+        *parents, leaf = path.split(".")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[leaf] = value
+    return options
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class PluginServicer(pb_grpc.DevStreamPluginServicer):
+    def __init__(self, plugin: Plugin, protocol_version: int) -> None:
+        self.plugin = plugin
+        self.name = plugin.name or type(plugin).__name__
+        self.protocol_version = protocol_version
+
+    async def _guard(
+        self, wire: str, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run one call, converting whatever it raises into a gRPC status (the one place)."""
+        try:
+            return await call()
+        except NotImplementedError:
+            exc: PluginError = Unimplemented(f"does not implement {wire}", plugin=self.name)
+        except PluginError as err:
+            err.plugin = err.plugin or self.name
+            exc = err
+        except Exception as err:
+            log.exception("%s failed", wire)
+            exc = PluginInternalError(
+                f"{wire} failed: {type(err).__name__}: {err}", plugin=self.name
+            )
+        await context.abort(exc.code, str(exc), trailing_metadata=error_metadata(exc))
+        raise AssertionError("unreachable: abort raises")
+
+    async def GetMetadata(
+        self, request: pb.GetMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.PluginMetadata:
+        cls = type(self.plugin)
+        return pb.PluginMetadata(
+            name=self.name,
+            version=cls.version,
+            description=cls.description,
+            root_package_path=cls.root_package_path or cls.__module__.rpartition(".")[0],
+            capabilities=cls.capabilities(),
+            options_schema_json=dumps(cls.options_schema) if cls.options_schema else "",
+            connection_schema_json=dumps(cls.connection_schema) if cls.connection_schema else "",
+            protocol_version=self.protocol_version,
+            implemented=cls.implemented(),
+        )
+
+    async def Init(
+        self, request: pb.InitRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.InitResponse:
+        async def call() -> pb.InitResponse:
+            await self.plugin.init(loads_object(request.config_json, "config"))
+            return pb.InitResponse()
+
+        return await self._guard("Init", context, call)
+
+    async def Validate(
+        self, request: pb.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ValidateResponse:
+        async def call() -> pb.ValidateResponse:
+            errors = await self.plugin.validate(loads_object(request.options_json, "options"))
+            return pb.ValidateResponse(errors=errors)
+
+        return await self._guard("Validate", context, call)
+
+    def _options(self, request: pb.ResourceRequest) -> dict[str, Any]:
+        return merge_secrets(loads_object(request.options_json, "options"), request.secrets)
+
+    async def _checked_options(self, request: pb.ResourceRequest) -> dict[str, Any]:
+        options = self._options(request)
+        require_valid(await self.plugin.validate(options), self.name)
+        return options
+
+    async def Create(
+        self, request: pb.ResourceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ResourceResponse:
+        async def call() -> pb.ResourceResponse:
+            status = await self.plugin.create(await self._checked_options(request))
+            return pb.ResourceResponse(status_json=dumps(status))
+
+        return await self._guard("Create", context, call)
+
+    async def Read(
+        self, request: pb.ResourceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ResourceResponse:
+        async def call() -> pb.ResourceResponse:
+            status = await self.plugin.read(self._options(request))
+            return pb.ResourceResponse(status_json="" if status is None else dumps(status))
+
+        return await self._guard("Read", context, call)
+
+    async def Update(
+        self, request: pb.ResourceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ResourceResponse:
+        async def call() -> pb.ResourceResponse:
+            status = await self.plugin.update(await self._checked_options(request))
+            return pb.ResourceResponse(status_json=dumps(status))
+
+        return await self._guard("Update", context, call)
+
+    async def Delete(
+        self, request: pb.ResourceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DeleteResponse:
+        async def call() -> pb.DeleteResponse:
+            return pb.DeleteResponse(deleted=bool(await self.plugin.delete(self._options(request))))
+
+        return await self._guard("Delete", context, call)
+
+    async def HandleApi(
+        self, request: pb.ApiRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ApiResponse:
+        async def call() -> pb.ApiResponse:
+            connection = loads_object(request.connection_json, "connection")
+            body = json.loads(request.body_json) if request.body_json else None
+            api_request = ApiRequest(
+                method=request.method.upper(),
+                path=request.path,
+                query=dict(request.query),
+                body=body,
+                connection=merge_secrets(connection, request.secrets) if connection else None,
+            )
+            response = await self.plugin.handle_api(api_request)
+            body_json = "" if response.body is None else dumps(response.body)
+            return pb.ApiResponse(status=response.status, body_json=body_json)
+
+        return await self._guard("HandleApi", context, call)
+
+    # The data-lake calls: answered here until a plugin declares subtasks.
+    async def _no_data(self) -> Any:
+        raise NotImplementedError
+
+    async def PrepareTaskData(
+        self, request: pb.PrepareTaskDataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.PrepareTaskDataResponse:
+        result: pb.PrepareTaskDataResponse = await self._guard(
+            "PrepareTaskData", context, self._no_data
+        )
+        return result
+
+    async def MigrationScripts(
+        self, request: pb.MigrationScriptsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.MigrationScriptsResponse:
+        return pb.MigrationScriptsResponse()
+
+    async def RunSubtask(  # type: ignore[override]
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SubtaskOutput:
+        result: pb.SubtaskOutput = await self._guard("RunSubtask", context, self._no_data)
+        return result

@@ -1,0 +1,1 @@
+"""The plugins shipped with DevStream, each a package with a plugin.yaml manifest."""
