@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 # go-plugin's own wire version of the handshake line; bump only if the line changes.
@@ -50,3 +51,12 @@ def parse_versions(text: str) -> tuple[int, ...]:
 def handshake_line(app_version: int, network: str, address: str, server_cert: str = "") -> str:
     """The one line a managed plugin prints on stdout, go-plugin's format."""
     return f"{CORE_PROTOCOL_VERSION}|{app_version}|{network}|{address}|grpc|{server_cert}"
+
+
+def version_mismatch(plugin: str, plugin_versions: Sequence[int], core_versions: Sequence[int]) -> str:
+    """The one wording of a version mismatch, naming both sides and which to upgrade."""
+    newer = "core" if max(plugin_versions) > max(core_versions) else "plugin"
+    return (
+        f"plugin {plugin} speaks protocol {','.join(map(str, plugin_versions))}, "
+        f"this core speaks {','.join(map(str, core_versions))}: upgrade the {newer}"
+    )

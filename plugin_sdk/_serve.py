@@ -37,6 +37,7 @@ from plugin_sdk._protocol import (
     VERSION_MISMATCH_TAG,
     handshake_line,
     parse_versions,
+    version_mismatch,
 )
 
 _handshake_fd: int | None = None
@@ -53,7 +54,7 @@ def _guard_stdout() -> None:
 _guard_stdout()
 
 # How often a managed plugin checks that the process that started it is alive.
-PARENT_POLL_SECONDS = 0.5
+PARENT_POLL_SECONDS = 0.25
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 log = logging.getLogger("plugin_sdk")
 
@@ -139,10 +140,10 @@ def _negotiate(plugin_name: str, ours: Sequence[int]) -> int:
         _fail(f"{ENV_PROTOCOL_VERSIONS}={raw!r} is invalid: {exc}", EXIT_NO_COMMON_VERSION)
     common = set(theirs) & set(ours)
     if not common:
-        newer = "core" if max(ours) > max(theirs) else "plugin"
+        # The tag and the version lists let the core rebuild its own message.
         _fail(
-            f"{VERSION_MISMATCH_TAG}: the core speaks protocol {_join(theirs)}, plugin "
-            f"{plugin_name} speaks {_join(ours)}: upgrade the {newer}",
+            f"{VERSION_MISMATCH_TAG}: core={_join(theirs)} plugin={_join(ours)}: "
+            + version_mismatch(plugin_name, ours, theirs),
             EXIT_NO_COMMON_VERSION,
         )
     return max(common)
@@ -314,6 +315,12 @@ async def _serve(instance: Any, name: str, opts: ServeOptions) -> None:
     log.info("serving %s on %s:%s (protocol %d)", name, opts.transport, address, opts.app_version)
 
     await stop.wait()
+    if watcher is not None and watcher.done() and not watcher.cancelled():
+        # The parent is gone: nobody waits for answers, so do not risk a slow
+        # interpreter teardown keeping an orphan alive.
+        if socket_dir:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+        os._exit(0)
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=2.0)
@@ -353,6 +360,7 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
         if os.getppid() != parent:
             log.warning("parent process %d is gone; exiting", parent)
             stop.set()
+            return
 
 
 def _print_standalone(name: str, version: str, opts: ServeOptions, address: str) -> None:

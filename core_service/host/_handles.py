@@ -60,6 +60,15 @@ class PluginHandle:
         self.calls += 1
         try:
             return await fn(client)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our caller cancelled us: let it through
+            # grpc cancels calls on a channel closed under them: that is a crash here.
+            self.failures += 1
+            raise await self._unavailable(
+                PluginUnavailable("its connection was closed during the call", plugin=self.name)
+            ) from None
         except PluginUnavailable as exc:
             self.failures += 1
             raise await self._unavailable(exc) from exc
@@ -157,9 +166,16 @@ class ManagedPlugin(PluginHandle):
         self._ready.clear()
         log.warning("plugin %s (pid %s) %s; restarting", self.name, process.pid, describe_exit(code))
         await process.stop(grace=0)
-        if self._client:
-            await self._client.aclose()
-            self._client = None
+        # Calls already holding the old client fail with UNAVAILABLE (the socket is
+        # gone) and become PluginCrashed; its channel is closed once a new one exists.
+        old_client, self._client = self._client, None
+        try:
+            await self._respawn(process)
+        finally:
+            if old_client:
+                await old_client.aclose()
+
+    async def _respawn(self, process: PluginProcess) -> None:
         now = time.monotonic()
         self._crashes.append(now)
         while self._crashes and now - self._crashes[0] > self.policy.window:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from core_service.errors import HandshakeError, PluginNotFound
+from core_service.errors import HandshakeError, IncompatibleVersion, PluginNotFound
 from core_service.host._discovery import PluginManifest, discover
 from core_service.host._handles import (
     ManagedPlugin,
@@ -20,7 +20,7 @@ from core_service.host._handles import (
     RestartPolicy,
 )
 from core_service.host._process import Endpoint
-from plugin_sdk._protocol import APP_PROTOCOL_VERSIONS
+from plugin_sdk._protocol import APP_PROTOCOL_VERSIONS, version_mismatch
 
 ENV_REATTACH = "DTM_REATTACH_PLUGINS"
 ENV_REMOTE = "DTM_REMOTE_PLUGINS"
@@ -119,6 +119,9 @@ class PluginHost:
         known = self.names()
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
+        broken = [p for p in self.problems if f"/{name}/" in p or f"/{name.replace('-', '_')}/" in p]
+        if broken:
+            hint += f" (its manifest failed to load: {broken[0]})"
         return (
             f"no plugin named {name!r}{hint} Known plugins: {', '.join(known) or 'none'}. "
             "Run `dtm plugin list`, or `dtm develop create-plugin --name NAME` to make one"
@@ -153,16 +156,9 @@ class PluginHost:
             )
         else:
             manifest = self.manifest(name)
-            common = set(manifest.protocol_versions) & set(self.versions)
-            if not common:
-                from core_service.errors import IncompatibleVersion
-
-                newer = "core" if max(manifest.protocol_versions) > max(self.versions) else "plugin"
+            if not set(manifest.protocol_versions) & set(self.versions):
                 raise IncompatibleVersion(
-                    f"plugin {name} speaks protocol "
-                    f"{','.join(map(str, manifest.protocol_versions))}, this core speaks "
-                    f"{','.join(map(str, self.versions))}: upgrade the {newer}",
-                    plugin=name,
+                    version_mismatch(name, manifest.protocol_versions, self.versions), plugin=name
                 )
             managed = ManagedPlugin(
                 manifest,

@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -36,6 +37,8 @@ from plugin_sdk._protocol import (
     MAGIC_COOKIE_VALUE,
     TLS_SERVER_NAME,
     VERSION_MISMATCH_TAG,
+    parse_versions,
+    version_mismatch,
 )
 from plugin_sdk._tls import CertPair, make_cert, pem_from_handshake_field
 
@@ -48,6 +51,7 @@ PASSED_ENV = (
     "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
 )  # fmt: skip
 STDERR_TAIL_LINES = 40
+_MISMATCH = re.compile(re.escape(VERSION_MISMATCH_TAG) + r": core=(?P<core>[\d,]+) plugin=(?P<plugin>[\d,]+)")
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -113,10 +117,7 @@ def parse_handshake(line: str, plugin: str, versions: tuple[int, ...]) -> Endpoi
         )
     if not app.isdigit() or int(app) not in versions:
         raise IncompatibleVersion(
-            f"plugin {plugin} speaks protocol {app}, this core speaks "
-            f"{','.join(map(str, versions))}: upgrade the "
-            f"{'core' if app.isdigit() and int(app) > max(versions) else 'plugin'}",
-            plugin=plugin,
+            version_mismatch(plugin, [int(app)] if app.isdigit() else [0], versions), plugin=plugin
         )
     if network not in ("unix", "tcp") or not address:
         raise HandshakeError(f"plugin {plugin} announced network {network!r} at {address!r}; "
@@ -256,10 +257,11 @@ class PluginProcess:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(stderr_drain), 1.0)
         code = proc.returncode
-        if code == EXIT_NO_COMMON_VERSION and VERSION_MISMATCH_TAG in self.tail():
-            reason = next(x for x in self.stderr_tail if VERSION_MISMATCH_TAG in x)
+        mismatch = _MISMATCH.search(self.tail())
+        if code == EXIT_NO_COMMON_VERSION and mismatch:
+            plugin_versions = parse_versions(mismatch["plugin"])
             raise IncompatibleVersion(
-                reason.split(": ", 1)[1].replace("the core", "this core"), plugin=self.name
+                version_mismatch(self.name, plugin_versions, self.versions), plugin=self.name
             )
         if code == EXIT_NO_COOKIE:
             raise HandshakeError(
