@@ -124,7 +124,9 @@ class PluginClient:
         await self._unary(self._stub.Init, pb.InitRequest(config_json=_dumps(dict(config or {}))))
 
     async def validate(self, options: Mapping[str, Any]) -> list[str]:
-        resp = await self._unary(self._stub.Validate, pb.ValidateRequest(options_json=_dumps(options)))
+        resp = await self._unary(
+            self._stub.Validate, pb.ValidateRequest(options_json=_dumps(options))
+        )
         return list(resp.errors)
 
     def _resource(
@@ -246,7 +248,7 @@ class PluginClient:
 
     async def aclose(self) -> None:
         if self._owns_channel:
-            await self._channel.close()
+            await self._channel.close(None)
 
     async def __aenter__(self) -> PluginClient:
         return self

@@ -53,7 +53,9 @@ def handshake_line(app_version: int, network: str, address: str, server_cert: st
     return f"{CORE_PROTOCOL_VERSION}|{app_version}|{network}|{address}|grpc|{server_cert}"
 
 
-def version_mismatch(plugin: str, plugin_versions: Sequence[int], core_versions: Sequence[int]) -> str:
+def version_mismatch(
+    plugin: str, plugin_versions: Sequence[int], core_versions: Sequence[int]
+) -> str:
     """The one wording of a version mismatch, naming both sides and which to upgrade."""
     newer = "core" if max(plugin_versions) > max(core_versions) else "plugin"
     return (

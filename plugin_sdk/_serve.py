@@ -167,7 +167,9 @@ def _parse_args(plugin_name: str, version: str, argv: Sequence[str] | None) -> a
     )
     parser.add_argument("--tls-cert", default="", help="server certificate (PEM) for TCP")
     parser.add_argument("--tls-key", default="", help="server key (PEM)")
-    parser.add_argument("--tls-client-ca", default="", help="CA that client certificates must chain to")
+    parser.add_argument(
+        "--tls-client-ca", default="", help="CA that client certificates must chain to"
+    )
     parser.add_argument("--log-level", default=os.environ.get("PLUGIN_LOG_LEVEL", "info"))
     return parser.parse_args(argv)
 
@@ -243,7 +245,7 @@ async def build_server(instance: Any, app_version: int, stop: asyncio.Event) -> 
         PluginServicer(instance, app_version), server
     )
     plugin_pb2_grpc.add_GRPCControllerServicer_to_server(_Controller(stop), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = [
         plugin_pb2.DESCRIPTOR.services_by_name["DevStreamPlugin"].full_name,
@@ -381,8 +383,9 @@ def _print_standalone(name: str, version: str, opts: ServeOptions, address: str)
         f"  export DTM_REATTACH_PLUGINS='{json.dumps(reattach, separators=(',', ':'))}'\n"
         f"Call it with grpcurl:\n"
         f"  grpcurl {tls} {target} list\n"
-        f"  grpcurl {tls} -d '{{\"options_json\": \"{{}}\"}}' {target} "
-        f"devstream.plugin.v1.DevStreamPlugin/GetMetadata\n"
+        f"  grpcurl {tls} {target} devstream.plugin.v1.DevStreamPlugin/GetMetadata\n"
+        f'  grpcurl {tls} -d \'{{"options_json": "{{}}"}}\' {target} '
+        f"devstream.plugin.v1.DevStreamPlugin/Read\n"
         f"Stop it with Ctrl-C.",
         flush=True,
     )
@@ -399,4 +402,3 @@ class _Controller:
 
         asyncio.get_running_loop().call_later(0.05, self._stop.set)
         return plugin_pb2.ShutdownResponse()
-

@@ -57,14 +57,17 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-class PluginServicer(pb_grpc.DevStreamPluginServicer):
+class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
     def __init__(self, plugin: Plugin, protocol_version: int) -> None:
         self.plugin = plugin
         self.name = plugin.name or type(plugin).__name__
         self.protocol_version = protocol_version
 
     async def _guard(
-        self, wire: str, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Awaitable[T]]
+        self,
+        wire: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        call: Callable[[], Awaitable[T]],
     ) -> T:
         """Run one call, converting whatever it raises into a gRPC status (the one place)."""
         try:
@@ -195,7 +198,7 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):
     ) -> pb.MigrationScriptsResponse:
         return pb.MigrationScriptsResponse()
 
-    async def RunSubtask(  # type: ignore[override]
+    async def RunSubtask(
         self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SubtaskOutput:
         result: pb.SubtaskOutput = await self._guard("RunSubtask", context, self._no_data)

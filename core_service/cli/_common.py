@@ -31,7 +31,9 @@ def setup_logging(verbose: int) -> None:
     handler = RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)
     logging.basicConfig(level=level, handlers=[handler], format="%(name)s: %(message)s")
     # Plugin logs are info by default: show them with -v only.
-    logging.getLogger("dtm.plugin").setLevel(max(level, logging.INFO) if verbose else logging.WARNING)
+    logging.getLogger("dtm.plugin").setLevel(
+        max(level, logging.INFO) if verbose else logging.WARNING
+    )
 
 
 def print_json(value: Any) -> None:

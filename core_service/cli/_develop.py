@@ -115,12 +115,24 @@ def cmd_validate_plugin(ns: argparse.Namespace) -> int:
         async with make_host(ns) as host:
             handle = await host.get(ns.name)
             info = await handle.info()
-            checks.append((True, f"started and completed the handshake (protocol {info.protocol_version})"))
-            checks.append((info.name == manifest.name,
-                           f"metadata name {info.name!r} matches the manifest's {manifest.name!r}"))
-            checks.append((info.version == manifest.version,
-                           f"metadata version {info.version} matches the manifest's {manifest.version}"))
-            checks.append((bool(info.capabilities), f"capabilities: {', '.join(info.capabilities) or 'none'}"))
+            checks.append(
+                (True, f"started and completed the handshake (protocol {info.protocol_version})")
+            )
+            checks.append(
+                (
+                    info.name == manifest.name,
+                    f"metadata name {info.name!r} matches the manifest's {manifest.name!r}",
+                )
+            )
+            checks.append(
+                (
+                    info.version == manifest.version,
+                    f"metadata version {info.version} matches the manifest's {manifest.version}",
+                )
+            )
+            checks.append(
+                (bool(info.capabilities), f"capabilities: {', '.join(info.capabilities) or 'none'}")
+            )
             checks.append((await handle.health(), "health service reports SERVING"))
 
     try:

@@ -80,7 +80,9 @@ def cmd_describe(ns: argparse.Namespace) -> int:
     if ns.output == "json":
         print_json(info)
         return 0
-    out.print(f"[bold]{info['name']}[/bold] {info['version']}  (protocol {info['protocol_version']})")
+    out.print(
+        f"[bold]{info['name']}[/bold] {info['version']}  (protocol {info['protocol_version']})"
+    )
     if info["description"]:
         out.print(info["description"])
     out.print(f"package:       {info['root_package_path']}")
@@ -101,7 +103,7 @@ def cmd_call(ns: argparse.Namespace) -> int:
     else:
         options = parse_json_arg(ns.options or "{}", "--options")
     if not isinstance(options, dict):
-        raise UsageError("--options must be a JSON object, e.g. '{\"path\": \"/tmp/x\"}'")
+        raise UsageError('--options must be a JSON object, e.g. \'{"path": "/tmp/x"}\'')
 
     async def main() -> Any:
         async with make_host(ns) as host:

@@ -69,7 +69,9 @@ def load_manifest(path: Path, source: str) -> PluginManifest:
         raise ManifestError(f"{path}: name {name!r} may hold only letters, digits, - and _")
     versions = raw.get("protocol_versions", list(APP_PROTOCOL_VERSIONS))
     if not (isinstance(versions, list) and versions and all(isinstance(v, int) for v in versions)):
-        raise ManifestError(f"{path}: `protocol_versions` must be a list of whole numbers, e.g. [1]")
+        raise ManifestError(
+            f"{path}: `protocol_versions` must be a list of whole numbers, e.g. [1]"
+        )
     folder = path.parent.resolve()
     module, command = raw.get("module"), raw.get("command")
     pythonpath: tuple[str, ...] = ()

@@ -36,7 +36,7 @@ class RestartPolicy:
 
     def delay(self, attempt: int) -> float:
         base = min(self.max_backoff, self.initial_backoff * (2**attempt))
-        return base * (0.8 + 0.4 * random.random())
+        return float(base * (0.8 + 0.4 * random.random()))
 
 
 class PluginHandle:
@@ -92,7 +92,12 @@ class PluginHandle:
         return await client.health()
 
     def status(self) -> dict[str, Any]:
-        return {"name": self.name, "mode": self.mode, "calls": self.calls, "failures": self.failures}
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "calls": self.calls,
+            "failures": self.failures,
+        }
 
     async def stop(self) -> None:
         raise NotImplementedError
@@ -164,7 +169,9 @@ class ManagedPlugin(PluginHandle):
         if self._stopping or process is not self.process:
             return
         self._ready.clear()
-        log.warning("plugin %s (pid %s) %s; restarting", self.name, process.pid, describe_exit(code))
+        log.warning(
+            "plugin %s (pid %s) %s; restarting", self.name, process.pid, describe_exit(code)
+        )
         await process.stop(grace=0)
         # Calls already holding the old client fail with UNAVAILABLE (the socket is
         # gone) and become PluginCrashed; its channel is closed once a new one exists.
@@ -200,7 +207,9 @@ class ManagedPlugin(PluginHandle):
                         return
                     await self._spawn()
                 self.restarts += 1
-                log.info("plugin %s restarted (pid %s)", self.name, self.process and self.process.pid)
+                log.info(
+                    "plugin %s restarted (pid %s)", self.name, self.process and self.process.pid
+                )
                 return
             except PluginHostError as exc:
                 log.error("restarting plugin %s failed: %s", self.name, exc)
@@ -248,8 +257,9 @@ class ManagedPlugin(PluginHandle):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(process.wait()), 0.5)
             if not process.alive:
+                code = process.proc.returncode if process.proc else None
                 return PluginCrashed(
-                    f"plugin {self.name} (pid {process.pid}) {describe_exit(process.proc and process.proc.returncode)} "
+                    f"plugin {self.name} (pid {process.pid}) {describe_exit(code)} "
                     "during the call; dtm is restarting it: retry the call",
                     plugin=self.name,
                     stderr_tail=process.tail(),
@@ -295,7 +305,9 @@ class ReattachedPlugin(PluginHandle):
         super().__init__(name, call_timeout)
         self.endpoint = endpoint
         self.pid = pid
-        self._client = PluginClient(endpoint.channel(), name, timeout=call_timeout, owns_channel=True)
+        self._client = PluginClient(
+            endpoint.channel(), name, timeout=call_timeout, owns_channel=True
+        )
 
     async def client(self) -> PluginClient:
         return self._client

@@ -119,7 +119,9 @@ class PluginHost:
         known = self.names()
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        broken = [p for p in self.problems if f"/{name}/" in p or f"/{name.replace('-', '_')}/" in p]
+        broken = [
+            p for p in self.problems if f"/{name}/" in p or f"/{name.replace('-', '_')}/" in p
+        ]
         if broken:
             hint += f" (its manifest failed to load: {broken[0]})"
         return (

@@ -14,7 +14,6 @@ import shutil
 import signal
 import tempfile
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 
@@ -51,7 +50,9 @@ PASSED_ENV = (
     "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
 )  # fmt: skip
 STDERR_TAIL_LINES = 40
-_MISMATCH = re.compile(re.escape(VERSION_MISMATCH_TAG) + r": core=(?P<core>[\d,]+) plugin=(?P<plugin>[\d,]+)")
+_MISMATCH = re.compile(
+    re.escape(VERSION_MISMATCH_TAG) + r": core=(?P<core>[\d,]+) plugin=(?P<plugin>[\d,]+)"
+)
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -92,7 +93,9 @@ class Endpoint:
             certificate_chain=client_cert.cert_pem,
         )
         return grpc.aio.secure_channel(
-            self.target, creds, options=[*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", TLS_SERVER_NAME)]
+            self.target,
+            creds,
+            options=[*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", TLS_SERVER_NAME)],
         )
 
 
@@ -111,8 +114,8 @@ def parse_handshake(line: str, plugin: str, versions: tuple[int, ...]) -> Endpoi
     cert = parts[5] if len(parts) > 5 else ""
     if int(core) != CORE_PROTOCOL_VERSION:
         raise IncompatibleVersion(
-            f"plugin {plugin} uses handshake format {core}, this core reads {CORE_PROTOCOL_VERSION}: "
-            "rebuild the plugin with a matching plugin_sdk",
+            f"plugin {plugin} uses handshake format {core}, this core reads "
+            f"{CORE_PROTOCOL_VERSION}: rebuild the plugin with a matching plugin_sdk",
             plugin=plugin,
         )
     if not app.isdigit() or int(app) not in versions:
@@ -120,11 +123,15 @@ def parse_handshake(line: str, plugin: str, versions: tuple[int, ...]) -> Endpoi
             version_mismatch(plugin, [int(app)] if app.isdigit() else [0], versions), plugin=plugin
         )
     if network not in ("unix", "tcp") or not address:
-        raise HandshakeError(f"plugin {plugin} announced network {network!r} at {address!r}; "
-                             "expected unix or tcp with an address", plugin=plugin)
+        raise HandshakeError(
+            f"plugin {plugin} announced network {network!r} at {address!r}; "
+            "expected unix or tcp with an address",
+            plugin=plugin,
+        )
     if protocol != "grpc":
-        raise HandshakeError(f"plugin {plugin} speaks {protocol!r}; this core speaks grpc only",
-                             plugin=plugin)
+        raise HandshakeError(
+            f"plugin {plugin} speaks {protocol!r}; this core speaks grpc only", plugin=plugin
+        )
     return Endpoint(network, address, int(app), pem_from_handshake_field(cert) if cert else None)
 
 
@@ -320,7 +327,9 @@ class PluginProcess:
 
     async def _drain_stdout(self, stream: asyncio.StreamReader) -> None:
         while raw := await stream.readline():
-            self.log.warning("wrote to stdout after its handshake: %s", raw.decode(errors="replace").rstrip())
+            self.log.warning(
+                "wrote to stdout after its handshake: %s", raw.decode(errors="replace").rstrip()
+            )
 
     async def wait(self) -> int:
         assert self.proc is not None
@@ -355,5 +364,3 @@ class PluginProcess:
         if self._socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
-
-

@@ -87,7 +87,7 @@ async def test_handshake_timeout_kills_the_process(tmp_path: Path) -> None:
     """
     write_plugin(tmp_path, "slow", script)
     async with PluginHost(plugin_dirs=[tmp_path], start_timeout=0.5, health_interval=0) as host:
-        with pytest.raises(HandshakeTimeout, match="did not complete its handshake within 0.5s"):
+        with pytest.raises(HandshakeTimeout, match=r"did not complete its handshake within 0\.5s"):
             await host.get("slow")
     pid = int((tmp_path / "slow" / "main.py.pid").read_text())
     assert not pid_alive(pid)
@@ -123,7 +123,10 @@ async def test_no_common_version_names_both_sides_and_the_fix(tmp_path: Path) ->
 async def test_manifest_versions_are_checked_before_launch(tmp_path: Path) -> None:
     write_plugin(tmp_path, "old", "raise SystemExit('must not run')", versions="[0]")
     async with PluginHost(plugin_dirs=[tmp_path], health_interval=0) as host:
-        with pytest.raises(IncompatibleVersion, match="plugin old speaks protocol 0, this core speaks 1: upgrade the plugin"):
+        with pytest.raises(
+            IncompatibleVersion,
+            match="plugin old speaks protocol 0, this core speaks 1: upgrade the plugin",
+        ):
             await host.get("old")
 
 
@@ -132,7 +135,9 @@ def test_parse_handshake_rejects_each_bad_field() -> None:
     assert (ok.network, ok.address, ok.target) == ("unix", "/tmp/x.sock", "unix:/tmp/x.sock")
     with pytest.raises(IncompatibleVersion, match="handshake format 2"):
         parse_handshake("2|1|unix|/tmp/x|grpc|", "p", (1,))
-    with pytest.raises(IncompatibleVersion, match="speaks protocol 5, this core speaks 1: upgrade the core"):
+    with pytest.raises(
+        IncompatibleVersion, match="speaks protocol 5, this core speaks 1: upgrade the core"
+    ):
         parse_handshake("1|5|unix|/tmp/x|grpc|", "p", (1,))
     with pytest.raises(HandshakeError, match="network 'udp'"):
         parse_handshake("1|1|udp|/tmp/x|grpc|", "p", (1,))
