@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -136,6 +137,8 @@ def _negotiate(plugin_name: str, ours: Sequence[int]) -> int:
     raw = os.environ.get(ENV_PROTOCOL_VERSIONS, "")
     try:
         theirs = parse_versions(raw) if raw else (1,)
+        if not theirs:
+            raise ValueError("it lists no version")
     except ValueError as exc:
         _fail(f"{ENV_PROTOCOL_VERSIONS}={raw!r} is invalid: {exc}", EXIT_NO_COMMON_VERSION)
     common = set(theirs) & set(ours)
@@ -188,8 +191,10 @@ def serve(plugin: Any, argv: Sequence[str] | None = None) -> NoReturn:
     versions: Sequence[int] = getattr(instance, "protocol_versions", APP_PROTOCOL_VERSIONS)
     cookie = os.environ.get(MAGIC_COOKIE_KEY)
     if ns.standalone:
+        # unix:/path or any value with a slash is a socket path; HOST:PORT is TCP.
+        is_unix = not ns.listen or ns.listen.startswith("unix:") or "/" in ns.listen
         listen = ns.listen.removeprefix("unix:")
-        transport = "tcp" if ns.listen and not ns.listen.startswith("unix:") else "unix"
+        transport = "unix" if is_unix else "tcp"
         opts = ServeOptions(
             "standalone", max(versions), transport, listen,
             tls_cert=ns.tls_cert, tls_key=ns.tls_key, tls_client_ca=ns.tls_client_ca,
@@ -270,13 +275,20 @@ async def _serve(instance: Any, name: str, opts: ServeOptions) -> None:
     stop = asyncio.Event()
     server, health_servicer = await build_server(instance, opts.app_version, stop)
     socket_dir: str | None = None
+    cleanup: tuple[str, str] | None = None  # our socket and the core's (private) directory
     server_cert_field = ""
     if opts.transport == "unix":
         path = opts.listen
         if not path:
-            base = os.environ.get(ENV_UNIX_SOCKET_DIR) or None
-            socket_dir = tempfile.mkdtemp(prefix="dtm-plugin-", dir=base)
-            path = os.path.join(socket_dir, "plugin.sock")
+            # The core hands us a private directory; otherwise make one. Keep the path
+            # short: unix socket paths are limited to about 104 bytes.
+            base = os.environ.get(ENV_UNIX_SOCKET_DIR)
+            if base:
+                path = os.path.join(base, f"plugin-{os.getpid()}.sock")
+                cleanup = (path, base)
+            else:
+                socket_dir = tempfile.mkdtemp(prefix="dtm-plugin-")
+                path = os.path.join(socket_dir, "plugin.sock")
         server.add_insecure_port(f"unix:{path}")
         address = path
     else:
@@ -320,23 +332,33 @@ async def _serve(instance: Any, name: str, opts: ServeOptions) -> None:
     if watcher is not None and watcher.done() and not watcher.cancelled():
         # The parent is gone: nobody waits for answers, so do not risk a slow
         # interpreter teardown keeping an orphan alive.
-        if socket_dir:
-            shutil.rmtree(socket_dir, ignore_errors=True)
+        _remove(socket_dir, cleanup)
         os._exit(0)
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=2.0)
     if watcher:
         watcher.cancel()
+    _remove(socket_dir, cleanup)
+
+
+def _remove(socket_dir: str | None, cleanup: tuple[str, str] | None) -> None:
     if socket_dir:
         shutil.rmtree(socket_dir, ignore_errors=True)
+    if cleanup:
+        with contextlib.suppress(OSError):
+            os.unlink(cleanup[0])
+            os.rmdir(cleanup[1])  # only succeeds when the core's directory is empty
 
 
 def _bind_tcp(server: Any, listen: str, creds: Any) -> str:
     """Bind on `listen`, or on the first free port of PLUGIN_MIN_PORT..PLUGIN_MAX_PORT."""
     if listen:
         host, _, port_text = listen.rpartition(":")
-        candidates = [(host or "127.0.0.1", int(port_text or 0))]
+        if not port_text.isdigit():
+            raise SystemExit(f"--listen {listen!r}: expected HOST:PORT, :PORT or unix:/path")
+        # ":7000" means every interface, as in Go; a pod must be reachable from others.
+        candidates = [(host or "0.0.0.0", int(port_text))]
     else:
         low = int(os.environ.get(ENV_MIN_PORT, "0") or 0)
         high = int(os.environ.get(ENV_MAX_PORT, "0") or 0)
@@ -375,7 +397,11 @@ def _print_standalone(name: str, version: str, opts: ServeOptions, address: str)
         }
     }
     target = f"-unix {address}" if opts.transport == "unix" else address
-    tls = "-plaintext" if not opts.tls_cert else "-cacert CA.pem -cert CLIENT.pem -key CLIENT.key"
+    tls = "-plaintext"
+    if opts.tls_cert:
+        tls = f"-cacert {opts.tls_cert}"
+        if opts.tls_client_ca:
+            tls += " -cert CLIENT.pem -key CLIENT.key"
     print(
         f"plugin {name} {version} is serving standalone (protocol {opts.app_version}) on "
         f"{opts.transport}:{address}\n"

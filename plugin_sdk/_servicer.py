@@ -88,6 +88,9 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
     async def GetMetadata(
         self, request: pb.GetMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PluginMetadata:
+        return await self._guard("GetMetadata", context, self._metadata)
+
+    async def _metadata(self) -> pb.PluginMetadata:
         cls = type(self.plugin)
         return pb.PluginMetadata(
             name=self.name,
@@ -167,13 +170,18 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
     ) -> pb.ApiResponse:
         async def call() -> pb.ApiResponse:
             connection = loads_object(request.connection_json, "connection")
-            body = json.loads(request.body_json) if request.body_json else None
+            try:
+                body = json.loads(request.body_json) if request.body_json else None
+            except ValueError as exc:
+                raise InvalidOptions(f"the request body is not valid JSON: {exc}") from exc
             api_request = ApiRequest(
                 method=request.method.upper(),
                 path=request.path,
                 query=dict(request.query),
                 body=body,
-                connection=merge_secrets(connection, request.secrets) if connection else None,
+                connection=merge_secrets(connection, request.secrets)
+                if connection or request.secrets
+                else None,
             )
             response = await self.plugin.handle_api(api_request)
             body_json = "" if response.body is None else dumps(response.body)

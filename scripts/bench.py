@@ -185,6 +185,7 @@ def machine() -> dict[str, Any]:
         "grpcio": grpc.__version__,
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews figures
         "executable": sys.executable,
     }
 
@@ -195,7 +196,7 @@ def machine() -> dict[str, Any]:
 async def serve_echo(socket_path: str, reply_bytes: int) -> None:
     """The echo server process: answers ECHO_METHOD with `reply_bytes` bytes, no codegen.
 
-    Prints "ready" once serving; stops on SIGTERM or when its stdin closes (parent gone).
+    Prints "ready" once serving; stops on SIGTERM, SIGINT or when its stdin closes.
     """
     reply = b"r" * reply_bytes
 
@@ -213,7 +214,8 @@ async def serve_echo(socket_path: str, reply_bytes: int) -> None:
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT: Ctrl-C reaches the whole group
+        loop.add_signal_handler(sig, stop.set)
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     print("ready", flush=True)
@@ -384,7 +386,7 @@ async def cold_start_rows(
         Row("  of which spawn to handshake", "ms", median_ms([s.spawn_s for s in starts])),
         Row("  of which first Read", "ms", median_ms([s.first_read_s for s in starts])),
         Row("  (before: PluginHost() discovery)", "ms", median_ms([s.discover_s for s in starts])),
-    ]  # fmt: skip
+    ]
     report.details["cold_start"] = {
         "runs": [{**asdict(s), "total_s": s.total_s} for s in starts],
         "import_grpc_s": imports,
@@ -403,11 +405,11 @@ async def protocol_section(settings: Settings) -> SectionReport:
     sizes = report.details["payload_bytes"]
     report.notes += [
         f"throughput: {settings.duration:g} s per measurement after {settings.warmup:g} s of "
-        f"warm-up; concurrency = asyncio tasks each looping calls on one channel",
-        f"bare: generic handler, bytes passthrough, {sizes['request']} B request / "
-        f"{sizes['reply']} B reply (the Read's wire sizes), same {CALL_TIMEOUT:g} s deadline",
-        f"cold start: median of {settings.runs} runs; baseline median of as many "
-        f"`{Path(sys.executable).name} -c 'import grpc'` runs",
+        "warm-up; concurrency = asyncio tasks looping calls",
+        f"bare: generic handler, bytes in/out, {sizes['request']} B request / {sizes['reply']} B "
+        f"reply (the Read's sizes), {CALL_TIMEOUT:g} s deadline",
+        f"cold start: median of {settings.runs} runs each; baseline: "
+        f"`{Path(sys.executable).name} -c 'import grpc'`, same interpreter",
     ]
     return report
 
@@ -489,11 +491,15 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=max(Console().width, 110))
     m = machine()
     console.print(
-        f"python {m['python']} · grpcio {m['grpcio']} · {m['cpus']} CPUs · {m['platform']}"
-        + (" · --quick" if settings.quick else "")
+        f"python {m['python']} · grpcio {m['grpcio']} · {m['cpus']} CPUs · "
+        f"load {m['loadavg_1m']} · {m['platform']}" + (" · --quick" if settings.quick else "")
     )
     for name in [ns.only] if ns.only else list(SECTIONS):
-        report = asyncio.run(SECTIONS[name](settings))
+        try:
+            report = asyncio.run(SECTIONS[name](settings))
+        except KeyboardInterrupt:  # asyncio.run has cancelled the section: all is stopped
+            console.print(f"{name}: interrupted")
+            return 130
         render(console, name, report)
         console.print(f"written to {write_json(name, settings, report).relative_to(REPO)}\n")
     return 0

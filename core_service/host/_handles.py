@@ -8,14 +8,14 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
-from core_service.errors import PluginCrashed, PluginGaveUp, PluginHostError
+from core_service.errors import HandshakeError, PluginCrashed, PluginGaveUp, PluginHostError
 from core_service.host._discovery import PluginManifest
 from core_service.host._process import CHANNEL_OPTIONS, Endpoint, PluginProcess, describe_exit
 from plugin_sdk._client import PluginClient, PluginInfo
@@ -117,8 +117,10 @@ class ManagedPlugin(PluginHandle):
         restart: RestartPolicy | None = None,
         transport: str = "unix",
         auto_mtls: bool = False,
+        init_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(manifest.name, call_timeout)
+        self.init_config = dict(init_config or {})
         self.manifest = manifest
         self.versions = versions
         self.start_timeout = start_timeout
@@ -153,13 +155,27 @@ class ManagedPlugin(PluginHandle):
             auto_mtls=self.auto_mtls,
         )
         endpoint = await process.start()
+        try:
+            if self.auto_mtls and endpoint.server_cert_pem is None:
+                raise HandshakeError(
+                    f"plugin {self.name} was asked for mTLS but announced no server "
+                    "certificate (handshake field 6 is empty): upgrade its plugin_sdk",
+                    plugin=self.name,
+                )
+            client = PluginClient(
+                endpoint.channel(process.client_cert),
+                self.name,
+                timeout=self.call_timeout,
+                owns_channel=True,
+            )
+            if self.init_config:
+                # Sent after every (re)start: a new process has none of the old one's state.
+                await client.init(self.init_config)
+        except BaseException:
+            await process.stop(grace=0)
+            raise
         self.process = process
-        self._client = PluginClient(
-            endpoint.channel(process.client_cert),
-            self.name,
-            timeout=self.call_timeout,
-            owns_channel=True,
-        )
+        self._client = client
         self._ready.set()
         self._monitor = asyncio.create_task(self._watch(process))
 
@@ -211,7 +227,7 @@ class ManagedPlugin(PluginHandle):
                     "plugin %s restarted (pid %s)", self.name, self.process and self.process.pid
                 )
                 return
-            except PluginHostError as exc:
+            except (PluginHostError, PluginError) as exc:
                 log.error("restarting plugin %s failed: %s", self.name, exc)
                 self._crashes.append(time.monotonic())
                 attempt += 1

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from core_service.errors import HandshakeError, IncompatibleVersion, PluginNotFound
+from core_service.errors import ConfigError, HandshakeError, IncompatibleVersion, PluginNotFound
 from core_service.host._discovery import PluginManifest, discover
 from core_service.host._handles import (
     ManagedPlugin,
@@ -26,7 +26,9 @@ ENV_REATTACH = "DTM_REATTACH_PLUGINS"
 ENV_REMOTE = "DTM_REMOTE_PLUGINS"
 
 
-def parse_reattach(text: str) -> dict[str, tuple[Endpoint, int | None]]:
+def parse_reattach(
+    text: str, versions: tuple[int, ...] = APP_PROTOCOL_VERSIONS
+) -> dict[str, tuple[Endpoint, int | None]]:
     """Read a DTM_REATTACH_PLUGINS value (the line a standalone plugin prints)."""
     try:
         raw = json.loads(text)
@@ -50,21 +52,44 @@ def parse_reattach(text: str) -> dict[str, tuple[Endpoint, int | None]]:
             ) from exc
         if endpoint.network not in ("unix", "tcp"):
             raise HandshakeError(f"{ENV_REATTACH}: entry {name!r} network must be unix or tcp")
+        if endpoint.protocol_version not in versions:
+            raise IncompatibleVersion(
+                f"{ENV_REATTACH}: "
+                + version_mismatch(str(name), [endpoint.protocol_version], versions),
+                plugin=str(name),
+            )
         pid = entry.get("Pid")
         out[name] = (endpoint, int(pid) if pid else None)
     return out
 
 
 def parse_remotes(text: str) -> dict[str, str]:
-    """DTM_REMOTE_PLUGINS: JSON {"github": "dns:///github-plugin:7000"} or "a=addr,b=addr"."""
+    """DTM_REMOTE_PLUGINS: JSON {"github": "dns:///github-plugin:7000"}, or "a=ADDR;b=ADDR".
+
+    ";" separates entries because one address may itself hold commas
+    (ipv4:10.0.0.1:7000,10.0.0.2:7000).
+    """
     text = text.strip()
     if not text:
         return {}
     if text.startswith("{"):
-        value = json.loads(text)
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_REMOTE} is not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise ConfigError(f"{ENV_REMOTE} must map plugin names to addresses")
         return {str(k): str(v) for k, v in value.items()}
-    pairs = [p.split("=", 1) for p in text.split(";") if p.strip()]
-    return {k.strip(): v.strip() for k, v in pairs}
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(";"))):
+        name, sep, address = item.partition("=")
+        if not sep or not name.strip() or not address.strip():
+            raise ConfigError(
+                f"{ENV_REMOTE}: {item!r} is not NAME=ADDRESS "
+                "(e.g. github=dns:///github-plugin:7000)"
+            )
+        out[name.strip()] = address.strip()
+    return out
 
 
 class PluginHost:
@@ -88,7 +113,7 @@ class PluginHost:
     ) -> None:
         self.manifests, self.problems = discover(plugin_dirs)
         reattach = os.environ.get(ENV_REATTACH, "") if reattach is None else reattach
-        self.reattach = parse_reattach(reattach) if reattach.strip() else {}
+        self.reattach = parse_reattach(reattach, versions) if reattach.strip() else {}
         self.remotes = dict(parse_remotes(os.environ.get(ENV_REMOTE, "")))
         self.remotes.update(remotes or {})
         self.remote_tls = remote_tls
@@ -162,7 +187,7 @@ class PluginHost:
                 raise IncompatibleVersion(
                     version_mismatch(name, manifest.protocol_versions, self.versions), plugin=name
                 )
-            managed = ManagedPlugin(
+            handle = ManagedPlugin(
                 manifest,
                 versions=self.versions,
                 start_timeout=self.start_timeout,
@@ -171,10 +196,12 @@ class PluginHost:
                 restart=self.restart,
                 transport=self.transport,
                 auto_mtls=self.auto_mtls,
+                init_config=self.init_config,
             )
-            await managed.start()
-            handle = managed
+            await handle.start()
+            return handle
         if self.init_config:
+            # Remote replicas are stateless by contract; Init reaches the one that answers.
             await handle.call(lambda c: c.init(self.init_config))
         return handle
 

@@ -135,6 +135,22 @@ def parse_handshake(line: str, plugin: str, versions: tuple[int, ...]) -> Endpoi
     return Endpoint(network, address, int(app), pem_from_handshake_field(cert) if cert else None)
 
 
+_CHAIN_MARKERS = (
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+    "Traceback (most recent call last)",
+)
+
+
+def _continues_traceback(previous: str, line: str) -> bool:
+    """Whether `line` still belongs to the traceback whose last line was `previous`."""
+    if not line or line[0].isspace() or line.startswith(_CHAIN_MARKERS):
+        return True
+    # After the frames comes one unindented "Error: message" line; a blank or a
+    # chain marker before this line means a chained traceback goes on.
+    return previous == "" or previous.startswith(_CHAIN_MARKERS[:2]) or previous[0].isspace()
+
+
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "is still running"
@@ -270,7 +286,7 @@ class PluginProcess:
             raise IncompatibleVersion(
                 version_mismatch(self.name, plugin_versions, self.versions), plugin=self.name
             )
-        if code == EXIT_NO_COOKIE:
+        if code == EXIT_NO_COOKIE and MAGIC_COOKIE_KEY in self.tail():
             raise HandshakeError(
                 f"plugin {self.name} refused the magic cookie ({MAGIC_COOKIE_KEY}): it was "
                 "built for another host or another major version of dtm",
@@ -284,24 +300,36 @@ class PluginProcess:
         )
 
     async def _drain_stderr(self, stream: asyncio.StreamReader) -> None:
-        """Re-log each stderr line under the plugin's name; keep tracebacks whole."""
+        """Re-log each stderr line under the plugin's name; keep raw tracebacks whole.
+
+        A traceback printed by Python itself (before the SDK's JSON logging is set up)
+        spans many lines, and chained exceptions add more: those lines are gathered
+        into one record, which ends at a quiet moment or at a line that cannot belong
+        to it.
+        """
         pending: list[str] = []
         while True:
-            raw = await stream.readline()
+            try:
+                raw = await (
+                    asyncio.wait_for(stream.readline(), 0.2) if pending else stream.readline()
+                )
+            except TimeoutError:
+                self._relog_raw("\n".join(pending), logging.ERROR)
+                pending = []
+                continue
             if not raw:
                 break
             text = raw.decode(errors="replace").rstrip("\n")
-            if pending:
+            if pending and _continues_traceback(pending[-1], text):
                 pending.append(text)
-                # A traceback ends at its first unindented line after the header.
-                if text and not text[0].isspace():
-                    self._relog_raw("\n".join(pending), logging.ERROR)
-                    pending = []
                 continue
+            if pending:
+                self._relog_raw("\n".join(pending), logging.ERROR)
+                pending = []
             if text.startswith("Traceback (most recent call last)"):
                 pending = [text]
-                continue
-            self._relog(text)
+            else:
+                self._relog(text)
         if pending:
             self._relog_raw("\n".join(pending), logging.ERROR)
 

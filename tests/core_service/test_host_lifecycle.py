@@ -157,3 +157,21 @@ async def test_restart_policy_backoff_grows_and_is_capped() -> None:
     assert 0.08 <= delays[0] <= 0.12
     assert delays[3] > delays[1]
     assert max(delays) <= 1.2
+
+
+async def test_init_config_is_sent_again_after_a_restart() -> None:
+    async with PluginHost(
+        plugin_dirs=[FIXTURE_PLUGINS],
+        health_interval=0,
+        init_config={"region": "eu"},
+        restart=RestartPolicy(initial_backoff=0.01),
+    ) as host:
+        handle = await host.get("testkit")
+        assert isinstance(handle, ManagedPlugin)
+        first = await handle.call(lambda c: c.read({}))
+        assert first is not None and first["config"] == {"region": "eu"}
+        os.kill(first["pid"], signal.SIGKILL)
+        await wait_until(lambda: handle.restarts == 1)
+        second = await handle.call(lambda c: c.read({}))
+        assert second is not None and second["pid"] != first["pid"]
+        assert second["config"] == {"region": "eu"}

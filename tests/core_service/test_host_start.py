@@ -186,3 +186,51 @@ async def test_plugin_logs_are_relogged_under_its_name(
     assert "raise ValueError" in tb and "ValueError: kaboom" in tb
     assert json.dumps  # the plugin's JSON lines were parsed, not shown raw
     assert not any(r.getMessage().startswith("{") for r in mine)
+
+
+async def test_exit_code_2_without_the_cookie_text_is_an_ordinary_early_exit(
+    tmp_path: Path,
+) -> None:
+    write_plugin(
+        tmp_path, "usage", "import sys; print('usage: bad flag', file=sys.stderr); sys.exit(2)"
+    )
+    async with PluginHost(plugin_dirs=[tmp_path], health_interval=0) as host:
+        with pytest.raises(PluginExitedEarly, match="exited with code 2") as info:
+            await host.get("usage")
+    assert "usage: bad flag" in str(info.value)
+
+
+async def test_chained_raw_tracebacks_stay_one_record(tmp_path: Path) -> None:
+    script = """
+        try:
+            {}["missing"]
+        except KeyError as exc:
+            raise RuntimeError("while loading settings") from exc
+    """
+    write_plugin(tmp_path, "chained", script)
+    async with PluginHost(plugin_dirs=[tmp_path], health_interval=0) as host:
+        with pytest.raises(PluginExitedEarly) as info:
+            await host.get("chained")
+    tail = info.value.stderr_tail
+    assert "KeyError: 'missing'" in tail and "RuntimeError: while loading settings" in tail
+    process_records = tail.split("\n" + "Traceback")  # one record holds both tracebacks
+    assert len(process_records) == 2 and "direct cause" in process_records[0]
+
+
+def test_reattach_and_remote_settings_are_checked() -> None:
+    from core_service.errors import ConfigError
+    from core_service.host._host import parse_remotes
+
+    bad_version = '{"p": {"ProtocolVersion": 9, "Addr": {"Network": "unix", "String": "/x"}}}'
+    with pytest.raises(IncompatibleVersion, match="plugin p speaks protocol 9, this core speaks 1"):
+        PluginHost(reattach=bad_version)
+    with pytest.raises(HandshakeError, match="needs Addr.Network and Addr.String"):
+        PluginHost(reattach='{"p": {"Pid": 1}}')
+    with pytest.raises(HandshakeError, match="not valid JSON"):
+        PluginHost(reattach="{nope")
+    assert parse_remotes("a=ipv4:127.0.0.1:1,127.0.0.1:2; b=dns:///b:7000") == {
+        "a": "ipv4:127.0.0.1:1,127.0.0.1:2",
+        "b": "dns:///b:7000",
+    }
+    with pytest.raises(ConfigError, match="is not NAME=ADDRESS"):
+        parse_remotes("github")
