@@ -224,7 +224,7 @@ def test_reattach_and_remote_settings_are_checked() -> None:
     bad_version = '{"p": {"ProtocolVersion": 9, "Addr": {"Network": "unix", "String": "/x"}}}'
     with pytest.raises(IncompatibleVersion, match="plugin p speaks protocol 9, this core speaks 1"):
         PluginHost(reattach=bad_version)
-    with pytest.raises(HandshakeError, match="needs Addr.Network and Addr.String"):
+    with pytest.raises(HandshakeError, match=r"needs Addr\.Network and Addr\.String"):
         PluginHost(reattach='{"p": {"Pid": 1}}')
     with pytest.raises(HandshakeError, match="not valid JSON"):
         PluginHost(reattach="{nope")
