@@ -20,7 +20,7 @@ async def test_lifecycle_and_drift(tmp_path: Path) -> None:
         created = await client.create(options)
         assert path.read_text() == "hi"
         assert oct(os.stat(path).st_mode & 0o777) == "0o600"
-        assert created["outputs"] == {"path": str(path.resolve()), "sha256": created["sha256"]}
+        assert created["outputs"] == {"path": str(path), "sha256": created["sha256"]}
         assert await client.read(options) == created
         path.write_text("edited by hand")  # drift: Read reports what is there now
         drifted = await client.read(options)
