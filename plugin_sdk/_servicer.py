@@ -98,8 +98,11 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
             description=cls.description,
             root_package_path=cls.root_package_path or cls.__module__.rpartition(".")[0],
             capabilities=cls.capabilities(),
-            options_schema_json=dumps(cls.options_schema) if cls.options_schema else "",
-            connection_schema_json=dumps(cls.connection_schema) if cls.connection_schema else "",
+            # The author's key order is kept: `dtm show config` lists options in it.
+            options_schema_json=json.dumps(cls.options_schema) if cls.options_schema else "",
+            connection_schema_json=(
+                json.dumps(cls.connection_schema) if cls.connection_schema else ""
+            ),
             protocol_version=self.protocol_version,
             implemented=cls.implemented(),
         )

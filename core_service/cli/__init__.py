@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from core_service import __version__
-from core_service.cli import _develop, _plugin
+from core_service.cli import _develop, _plugin, _toolchain
 from core_service.cli._common import call_wrapped, setup_logging
 
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $DTM_REATTACH_PLUGINS)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _toolchain.register(sub)
     _plugin.register(sub)
     _develop.register(sub)
     return parser

@@ -238,12 +238,17 @@ class Toolchain:
     async def decide(
         self, tool: ToolSpec, options: dict[str, Any], stored: ToolState | None
     ) -> Change:
-        if stored is None:
-            return Change(tool.key, tool.name, CREATE, "not in the state yet")
         handle = await self.host.get(tool.name)
-        wire, secrets = self._split(tool, stored.options)
+        # Read with what was applied; with no state yet, with what is asked for, so a
+        # resource created by a run that died before saving its state is adopted, not
+        # created twice.
+        wire, secrets = self._split(tool, stored.options if stored else options)
         async with self._sem:
             current = await handle.call(lambda c: c.read(wire, secrets, instance=tool.key))
+        if stored is None:
+            if current is None:
+                return Change(tool.key, tool.name, CREATE, "not in the state yet")
+            return Change(tool.key, tool.name, UPDATE, "exists but not in the state: adopting it")
         if current is None:
             return Change(tool.key, tool.name, CREATE, "the resource was removed outside dtm")
         if self.store.digest(options) != stored.options_digest:
@@ -368,26 +373,34 @@ class Toolchain:
         if change.action == NOOP:
             self.progress("noop", tool.key, "up to date")
             return Outcome(tool.key, NOOP, "done")
-        self.progress("start", tool.key, f"{change.action}: {change.reason}")
         handle = await self.host.get(tool.name)
         wire, secrets = self._split(tool, options)
         method = "create" if change.action == CREATE else "update"
         async with self._sem:
-            status = await handle.call(
-                lambda c: getattr(c, method)(wire, secrets, instance=tool.key)
-            )
-        await self.store.save(
-            key=tool.key,
-            plugin=tool.name,
-            instance_id=tool.instance_id,
-            options=options,
-            secret_paths=[p for p in self.secret_paths(tool) if get_path(options, p) is not None],
-            status=status,
-            depends_on=tool.depends_on,
-            created_at=stored.updated_at if stored else None,
-        )
-        live_outputs[tool.key] = status.get("outputs") or {}
-        self.progress("done", tool.key, f"{change.action}d ({change.reason})")
+            # Announced once it holds a slot, and finished (state saved) before it gives
+            # the slot back: the display shows what really runs.
+            self.progress("start", tool.key, f"{change.action}: {change.reason}")
+            try:
+                status = await handle.call(
+                    lambda c: getattr(c, method)(wire, secrets, instance=tool.key)
+                )
+                await self.store.save(
+                    key=tool.key,
+                    plugin=tool.name,
+                    instance_id=tool.instance_id,
+                    options=options,
+                    secret_paths=[
+                        p for p in self.secret_paths(tool) if get_path(options, p) is not None
+                    ],
+                    status=status,
+                    depends_on=tool.depends_on,
+                    created_at=stored.updated_at if stored else None,
+                )
+            except Exception as exc:
+                self.progress("failed", tool.key, _describe(exc))
+                return Outcome(tool.key, change.action, "failed", _describe(exc))
+            live_outputs[tool.key] = status.get("outputs") or {}
+            self.progress("done", tool.key, f"{change.action}d ({change.reason})")
         return Outcome(tool.key, change.action, "done", change.reason)
 
     async def _delete_keys(
@@ -414,13 +427,13 @@ class Toolchain:
         return outcomes
 
     async def _delete_one(self, st: ToolState) -> None:
-        self.progress("start", st.key, "delete")
         handle = await self.host.get(st.plugin)
         public = json.loads(json.dumps(st.options))
         secrets = {p: str(get_path(st.options, p)) for p in st.secret_paths}
         for path in st.secret_paths:
             _drop(public, path)
         async with self._sem:
+            self.progress("start", st.key, "delete")
             await handle.call(lambda c: c.delete(public, secrets, instance=st.key))
         await self.store.delete(st.key)
         self.progress("done", st.key, "deleted")

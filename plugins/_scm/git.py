@@ -58,6 +58,10 @@ class File:
         return blob_sha(self.data)
 
 
+# What a plugin means to commit: path -> content.
+Files = Mapping[str, File]
+
+
 @dataclass(frozen=True)
 class Tracked:
     """What a branch and the working copy hold for the paths a plugin manages."""
@@ -120,6 +124,11 @@ async def run(cwd: Path, *args: str, input: bytes | None = None, check: bool = T
     return result
 
 
+def local_path(text: str) -> Path:
+    """An option's path made absolute: abspath, not resolve(), so a symlink stays as written."""
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
 def is_repo(path: Path) -> bool:
     """True when `path` is the top of a working copy (not merely inside another one)."""
     return (path / ".git").exists()
@@ -132,6 +141,12 @@ async def init(path: Path, branch: str, managed_by: str) -> None:
     await run(path, "config", MANAGED_KEY, managed_by)
 
 
+async def owner_of(path: Path) -> str:
+    """The plugin that created the repository at `path` ("" when none did)."""
+    res = await run(path, "config", "--get", MANAGED_KEY, check=False)
+    return res.stdout.decode().strip()
+
+
 async def remove(path: Path, managed_by: str) -> bool:
     """Delete the working copy at `path` if `managed_by` created it; False when it is gone."""
     if not path.exists():
@@ -141,8 +156,7 @@ async def remove(path: Path, managed_by: str) -> bool:
             f"refusing to delete {path}: it is not a git repository "
             f"(repo-scaffolding only deletes repositories it created)"
         )
-    owner = await run(path, "config", "--get", MANAGED_KEY, check=False)
-    if owner.stdout.decode().strip() != managed_by:
+    if await owner_of(path) != managed_by:
         raise PermissionDenied(
             f"refusing to delete {path}: it was not created by {managed_by} "
             f"(its .git/config has no `{MANAGED_KEY} = {managed_by}`); remove it by hand"
@@ -242,7 +256,12 @@ def _fast_import_stream(
 async def commit(
     path: Path, branch: str, changes: Mapping[str, File | None], message: str
 ) -> str | None:
-    """Commit `changes` (None deletes) on `branch`; the new commit, or None if nothing changed."""
+    """Commit `changes` (None deletes) on `branch`; the new commit, or None if nothing changed.
+
+    When `branch` is checked out, the working copy of every path in `changes` is made to
+    match too, even if the branch already held the content: an uncommitted hand edit of a
+    managed file is drift that Update must undo.
+    """
     head = await branch_head(path, branch)
     current = await tree(path, head) if head else {}
     effective = {
@@ -251,44 +270,41 @@ async def commit(
         if (file is None and name in current)
         or (file is not None and current.get(name) != (file.mode, file.sha))
     }
-    if not effective:
-        return None
-    stream = _fast_import_stream(branch, head, effective, message)
-    await run(path, "fast-import", "--quiet", "--done", "--date-format=raw", input=stream)
-    new_head = await branch_head(path, branch)
+    new_head: str | None = None
+    if effective:
+        stream = _fast_import_stream(branch, head, effective, message)
+        await run(path, "fast-import", "--quiet", "--done", "--date-format=raw", input=stream)
+        new_head = await branch_head(path, branch)
     if await checked_out(path) == branch:
-        await _sync_working_copy(path, effective)
+        stale = {
+            name: file
+            for name, file in changes.items()
+            if name in effective or _working_sha(path / name) != (file.sha if file else None)
+        }
+        await _sync_working_copy(path, stale)
     return new_head
 
 
 async def _sync_working_copy(path: Path, changed: Mapping[str, File | None]) -> None:
-    # The branch moved under the index: bring exactly the paths we changed along, leaving
-    # any other uncommitted work of the person alone.
+    # The branch moved under the index: bring exactly these paths along (index and working
+    # copy), leaving any other uncommitted work of the person alone.
     written = [name for name, file in changed.items() if file is not None]
     removed = [name for name, file in changed.items() if file is None]
+    nul = ("--pathspec-from-file=-", "--pathspec-file-nul")
     if written:
-        spec = "\0".join(written).encode()
-        await run(
-            path,
-            "checkout",
-            "-q",
-            "HEAD",
-            "--pathspec-from-file=-",
-            "--pathspec-file-nul",
-            input=spec,
-        )
+        await run(path, "checkout", "-q", "HEAD", *nul, input="\0".join(written).encode())
     if removed:
-        spec = "\0".join(removed).encode()
         await run(
             path,
             "rm",
             "-q",
-            "-f",
+            "--cached",
             "--ignore-unmatch",
-            "--pathspec-from-file=-",
-            "--pathspec-file-nul",
-            input=spec,
+            *nul,
+            input="\0".join(removed).encode(),
         )
+        for name in removed:
+            (path / name).unlink(missing_ok=True)
 
 
 def _working_sha(path: Path) -> str | None:
