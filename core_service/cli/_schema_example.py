@@ -10,7 +10,7 @@ def example_config(plugin: str, description: str, schema: dict[str, Any]) -> str
     lines = [
         f"# Example config for the {plugin} plugin.",
         *(f"# {line}" for line in description.splitlines() if line),
-        "# Options marked (secret) are never stored in plain text; prefer [[ env \"NAME\" ]].",
+        '# Options marked (secret) are never stored in plain text; prefer [[ env "NAME" ]].',
         "tools:",
         f"- name: {plugin}",
         "  instanceID: default",
@@ -41,7 +41,11 @@ def _object(schema: dict[str, Any], indent: int) -> list[str]:
         if sub.get("type") == "object" and sub.get("properties"):
             out.append(f"{pad}{name}:")
             out += _object(sub, indent + 2)
-        elif sub.get("type") == "array" and isinstance(sub.get("items"), dict) and sub["items"].get("properties"):
+        elif (
+            sub.get("type") == "array"
+            and isinstance(sub.get("items"), dict)
+            and sub["items"].get("properties")
+        ):
             out.append(f"{pad}{name}:")
             item_lines = _object(sub["items"], indent + 4)
             first = next(i for i, line in enumerate(item_lines) if not line.strip().startswith("#"))

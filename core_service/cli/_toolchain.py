@@ -38,16 +38,28 @@ SYMBOL = {CREATE: "[green]+[/green]", "update": "[yellow]~[/yellow]", DELETE: "[
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
-        p.add_argument("-f", "--config-file", default="config.yaml" if config_required else None,
-                       help="a config file or a directory of YAML files (default: config.yaml)")  # fmt: skip
-        p.add_argument("--state", default=None, help="state database URL or SQLite path "
-                       "(default: the config's `config.state`, or $DTM_STATE_URL)")  # fmt: skip
+        p.add_argument(
+            "-f",
+            "--config-file",
+            default="config.yaml" if config_required else None,
+            help="a config file or a directory of YAML files (default: config.yaml)",
+        )
+        p.add_argument(
+            "--state",
+            default=None,
+            help="state database URL or SQLite path "
+            "(default: the config's `config.state`, or $DTM_STATE_URL)",
+        )
         p.add_argument("--parallelism", type=int, default=8, help="tools applied at once")
 
     def confirm(p: argparse.ArgumentParser) -> None:
         p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-        p.add_argument("--lock-timeout", type=float, default=0.0,
-                       help="seconds to wait for another apply's lock (default: fail at once)")  # fmt: skip
+        p.add_argument(
+            "--lock-timeout",
+            type=float,
+            default=0.0,
+            help="seconds to wait for another apply's lock (default: fail at once)",
+        )
 
     p = sub.add_parser("apply", help="make reality match the config")
     common(p)
@@ -108,9 +120,14 @@ class Display:
 
     def __init__(self, total: int) -> None:
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-            MofNCompleteColumn(), console=out, transient=True, disable=not out.is_terminal,
-        )  # fmt: skip
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=out,
+            transient=True,
+            disable=not out.is_terminal,
+        )
         self.overall = self.progress.add_task("applying", total=total)
         self.running: dict[str, Any] = {}
 
@@ -123,7 +140,11 @@ class Display:
             self.progress.remove_task(task)
         if event in ("done", "noop", "failed", "skipped"):
             self.progress.advance(self.overall)
-        mark = {"done": "[green]ok[/green]  ", "failed": "[red]FAIL[/red]", "skipped": "[yellow]skip[/yellow]"}
+        mark = {
+            "done": "[green]ok[/green]  ",
+            "failed": "[red]FAIL[/red]",
+            "skipped": "[yellow]skip[/yellow]",
+        }
         if event in mark:
             self.progress.console.print(f"{mark[event]} {key}: {text}", highlight=False)
 
@@ -149,28 +170,41 @@ async def _signals() -> AsyncIterator[asyncio.Event]:
 
 
 def _summary(outcomes: list[Outcome], stop: asyncio.Event) -> int:
-    counts = Counter(
-        (o.action or "-") if o.result == "done" else o.result for o in outcomes
-    )
+    counts = Counter((o.action or "-") if o.result == "done" else o.result for o in outcomes)
     words = {CREATE: "created", "update": "updated", DELETE: "deleted", NOOP: "unchanged"}
     parts = [f"{n} {words.get(k, k)}" for k, n in sorted(counts.items())]
     failed = [o for o in outcomes if o.result in ("failed", "skipped", "cancelled")]
     for o in failed:
         out.print(f"[red]{o.result}[/red] {o.key}: {o.message}", highlight=False)
-    out.print(("Interrupted. " if stop.is_set() else "") + "Summary: " + (", ".join(parts) or "nothing to do"))
+    out.print(
+        ("Interrupted. " if stop.is_set() else "")
+        + "Summary: "
+        + (", ".join(parts) or "nothing to do")
+    )
     if stop.is_set():
         return 130
     return 1 if failed else 0
 
 
-def _run_with(ns: argparse.Namespace, config: Config, body: Callable[[Toolchain], Any], *,
-              lock: str | None = None, progress: Any = None) -> Any:  # fmt: skip
+def _run_with(
+    ns: argparse.Namespace,
+    config: Config,
+    body: Callable[[Toolchain], Any],
+    *,
+    lock: str | None = None,
+    progress: Any = None,
+) -> Any:
     async def main() -> Any:
         async with open_toolchain(
-            config, state=ns.state, plugin_dirs=ns.plugin_dir, reattach=ns.reattach,
-            parallelism=ns.parallelism, progress=progress, lock=lock,
+            config,
+            state=ns.state,
+            plugin_dirs=ns.plugin_dir,
+            reattach=ns.reattach,
+            parallelism=ns.parallelism,
+            progress=progress,
+            lock=lock,
             lock_timeout=getattr(ns, "lock_timeout", 0.0),
-        ) as tc:  # fmt: skip
+        ) as tc:
             return await body(tc)
 
     return run(main)
@@ -184,8 +218,9 @@ def cmd_apply(ns: argparse.Namespace) -> int:
     async def body(tc: Toolchain) -> int:
         state = await tc.store.load()
         await tc.check(state)
-        display.progress.update(display.overall, total=len(config.tools) + len(
-            [k for k in state if k not in tc.tools]))  # fmt: skip
+        display.progress.update(
+            display.overall, total=len(config.tools) + len([k for k in state if k not in tc.tools])
+        )
         async with _signals() as stop:
             with display.progress:
                 outcomes = await tc.apply(stop=stop, state=state)
@@ -200,14 +235,18 @@ def _print_plan(changes: list[Change]) -> None:
         if c.action == NOOP:
             unchanged += 1
             continue
-        out.print(f"{SYMBOL[c.action]} {c.action:<6} [bold]{c.key}[/bold]  {c.reason}", highlight=False)
+        out.print(
+            f"{SYMBOL[c.action]} {c.action:<6} [bold]{c.key}[/bold]  {c.reason}", highlight=False
+        )
         for d in c.details:
             out.print(f"      {d}", highlight=False, markup=False)
     counts = Counter(c.action for c in changes)
     if unchanged:
         out.print(f"  ({unchanged} unchanged)")
-    out.print(f"Plan: {counts[CREATE]} to create, {counts['update']} to update, "
-              f"{counts[DELETE]} to delete, {counts[NOOP]} unchanged.")  # fmt: skip
+    out.print(
+        f"Plan: {counts[CREATE]} to create, {counts['update']} to update, "
+        f"{counts[DELETE]} to delete, {counts[NOOP]} unchanged."
+    )
 
 
 def cmd_plan(ns: argparse.Namespace) -> int:
@@ -297,15 +336,19 @@ def cmd_show_status(ns: argparse.Namespace) -> int:
         for key in [*(t.key for t in tc.order()), *(k for k in state if k not in tc.tools)]:
             st = state.get(key)
             change = changes.get(key)
-            rows.append({
-                "tool": key,
-                "in_config": key in tc.tools,
-                "applied_at": st.updated_at.isoformat(timespec="seconds") if st and st.updated_at else None,
-                "stored_status": st.status if st else None,
-                "live": (change.action if change else "-") if st else "not applied",
-                "reason": change.reason if change else "",
-                "details": change.details if change else [],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "tool": key,
+                    "in_config": key in tc.tools,
+                    "applied_at": st.updated_at.isoformat(timespec="seconds")
+                    if st and st.updated_at
+                    else None,
+                    "stored_status": st.status if st else None,
+                    "live": (change.action if change else "-") if st else "not applied",
+                    "reason": change.reason if change else "",
+                    "details": change.details if change else [],
+                }
+            )
         return rows
 
     rows = _run_with(ns, config, body)
@@ -316,7 +359,9 @@ def cmd_show_status(ns: argparse.Namespace) -> int:
     for r in rows:
         live = "in sync" if r["live"] == NOOP else f"{r['live']}: {r['reason']}"
         outputs = (r["stored_status"] or {}).get("outputs", {})
-        table.add_row(r["tool"], r["applied_at"] or "-", canonical(outputs) if outputs else "-", live)
+        table.add_row(
+            r["tool"], r["applied_at"] or "-", canonical(outputs) if outputs else "-", live
+        )
     out.print(table)
     return 0
 

@@ -74,6 +74,7 @@ class Reference:
     tool: str  # "name.instanceID"
     key: str
     text: str  # the whole ${{ ... }} as written
+    path: str  # the option holding it
 
 
 @dataclass
@@ -86,6 +87,8 @@ class ToolSpec:
     option_lines: dict[str, Where] = field(default_factory=dict)  # dotted path -> place
     references: list[Reference] = field(default_factory=list)
     secret_paths: set[str] = field(default_factory=set)  # options filled from [[ env ]]
+    depends_where: Where | None = None
+    options_where: Where | None = None
 
     @property
     def key(self) -> str:
@@ -96,7 +99,7 @@ class ToolSpec:
             if path in self.option_lines:
                 return self.option_lines[path]
             path = path.rpartition(".")[0]
-        return self.where
+        return self.options_where or self.where
 
 
 @dataclass
@@ -119,8 +122,9 @@ class Config:
         return {t.key: t for t in self.tools}
 
 
-def _suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+def _suggest(word: str, choices: Any, exclude: str = "") -> str:
+    options = [c for c in choices if c != exclude]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.75)
     return f"did you mean {close[0]!r}?" if close else ""
 
 
@@ -432,6 +436,8 @@ def _read_tool(file: str, node: yaml.Node, loader: _Loader) -> ToolSpec | None:
             options = data
             _option_lines(file, onode, "", lines)
     tool = ToolSpec(name, instance, options, depends, w, lines)
+    tool.depends_where = fields["dependsOn"][1] if "dependsOn" in fields else None
+    tool.options_where = fields["options"][1] if "options" in fields else None
     tool.references = list(_find_refs(tool, loader))
     return tool
 
@@ -486,7 +492,7 @@ def _find_refs(tool: ToolSpec, loader: _Loader) -> Iterator[Reference]:
                     "e.g. ${{ repo-scaffolding.myapp.outputs.repoURL }}",
                 )
                 continue
-            yield Reference(f"{expr['tool']}.{expr['instance']}", expr["key"], m.group(0))
+            yield Reference(f"{expr['tool']}.{expr['instance']}", expr["key"], m.group(0), path)
 
 
 def _check_graph(config: Config, loader: _Loader) -> None:
@@ -501,29 +507,29 @@ def _check_graph(config: Config, loader: _Loader) -> None:
         else:
             seen[tool.key] = tool
     for tool in config.tools:
+        dw = tool.depends_where or tool.where
         for dep in tool.depends_on:
             if dep == tool.key:
                 loader.problem(
-                    tool.where,
-                    f"tool {tool.key} depends on itself",
-                    "remove it from its own dependsOn",
+                    dw, f"tool {tool.key} depends on itself", "remove it from its own dependsOn"
                 )
             elif dep not in seen:
                 loader.problem(
-                    tool.where,
+                    dw,
                     f"tool {tool.key} depends on {dep}, which is not in the config",
-                    _suggest(dep, seen) or "add that tool or fix the name",
+                    _suggest(dep, seen, tool.key) or "add that tool or fix the name",
                 )
         for ref in tool.references:
+            rw = tool.where_option(ref.path)
             if ref.tool not in seen:
                 loader.problem(
-                    tool.where,
+                    rw,
                     f"tool {tool.key} refers to {ref.text}, but there is no tool {ref.tool}",
-                    _suggest(ref.tool, seen) or "fix the name",
+                    _suggest(ref.tool, seen, tool.key) or "fix the name",
                 )
             elif ref.tool == tool.key:
                 loader.problem(
-                    tool.where,
+                    rw,
                     f"tool {tool.key} refers to its own outputs",
                     "a tool can only use outputs of other tools",
                 )

@@ -149,11 +149,12 @@ class Toolchain:
         for err in errors:
             path, sep, message = err.partition(": ")
             path = path if sep and path != "(options)" else ""
+            where = tool.where_option(path) if path else (tool.options_where or tool.where)
             if path in excused:
                 continue
             out.append(
                 Problem(
-                    tool.where_option(path) if path else tool.where,
+                    where,
                     f"tool {tool.key}: option " + (f"{path}: {message}" if path else err),
                     f"`dtm show config -p {tool.name}` shows every option with an example",
                 )

@@ -106,10 +106,12 @@ async def read_files(api: ApiClient, owner: str, name: str, ref: str = "") -> di
     gate = asyncio.Semaphore(FETCH_CONCURRENCY)
 
     async def fetch(entry: Mapping[str, Any]) -> tuple[str, File]:
+        path = str(entry["path"])
         async with gate:
-            blob = await api.get(f"{repo_path(owner, name)}/git/blobs/{entry['sha']}")
-        data = _decode(blob.body)
-        return str(entry["path"]), File(data, executable=entry.get("mode") == "100755")
+            found = await get_file(api, owner, name, path, ref)
+        if found is None:  # deleted between the two requests: the tree is no snapshot
+            raise ResourceNotFound(f"{path} vanished from {owner}/{name}@{ref} while read")
+        return path, File(found[0], executable=entry.get("mode") == "100755")
 
     fetched = await asyncio.gather(
         *(fetch(e) for e in entries if e.get("mode") != "120000")  # symlinks: not content

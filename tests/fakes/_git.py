@@ -18,6 +18,11 @@ def blob_sha(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
+def encode_files(files: Mapping[str, str | bytes | None]) -> dict[str, bytes | None]:
+    """Text as UTF-8 bytes; None (a deletion) kept."""
+    return {p: d.encode() if isinstance(d, str) else d for p, d in files.items()}
+
+
 @dataclass
 class Commit:
     sha: str

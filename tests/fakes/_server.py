@@ -110,7 +110,7 @@ class FakeServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.root = f"http://{host}:{port}"
@@ -261,7 +261,7 @@ def _int(value: str | None, default: int) -> int:
 async def read_params(request: web.Request) -> dict[str, Any]:
     """Body parameters, JSON or form-encoded, falling back to the query (as GitLab does)."""
     params: dict[str, Any] = dict(request.query)
-    if request.can_read_body:
+    if request.body_exists:
         if request.content_type == "application/json":
             try:
                 data = await request.json()

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes._git import Commit, Git, blob_sha
+from tests.fakes._git import Commit, Git, blob_sha, encode_files
 from tests.fakes._server import ApiError, FakeServer, b64, iso, now_iso, parse_iso, read_params
 
 DOCS = "https://docs.github.com/rest"
@@ -93,7 +93,8 @@ class FakeGitHub(FakeServer):
             "full_name": full_name, "private": private, "description": description,
             "owner": self._account(owner), "html_url": web_url, "fork": False,
             "url": f"{self.url}/repos/{owner}/{name}", "clone_url": f"{web_url}.git",
-            "git_url": f"git://{web_url.split('://')[1]}.git", "ssh_url": f"git@fake:{full_name}.git",
+            "git_url": f"git://{web_url.split('://')[1]}.git",
+            "ssh_url": f"git@fake:{full_name}.git",
             "default_branch": default_branch, "visibility": "private" if private else "public",
             "created_at": now_iso(), "updated_at": now_iso(), "pushed_at": None,
             "archived": False, "has_issues": True, "topics": [],
@@ -101,7 +102,7 @@ class FakeGitHub(FakeServer):
         repo = _Repo(data, Git(default_branch))
         self.repos[full_name.lower()] = repo
         if files:
-            self._commit(repo, default_branch, _encode(files), "Initial commit")
+            self._commit(repo, default_branch, encode_files(files), "Initial commit")
         return data
 
     def add_commit(
@@ -118,7 +119,7 @@ class FakeGitHub(FakeServer):
         """A commit on `branch` (default branch); returns it as the commits API lists it."""
         repo = self._repo_named(full_name)
         commit = self._commit(
-            repo, branch or repo.git.default_branch, _encode(files or {}), message,
+            repo, branch or repo.git.default_branch, encode_files(files or {}), message,
             author=author, date=iso(date), login=author_login,
         )  # fmt: skip
         return self._commit_json(repo, commit)
@@ -153,7 +154,9 @@ class FakeGitHub(FakeServer):
         pr_commits: list[dict[str, Any]] = []
         for item in commits:
             if isinstance(item, str):  # on refs/pull/N/head, branched from base
-                made = repo.git.commit(f"pull/{number}/head", {}, item, start=base, login=self.login)
+                made = repo.git.commit(
+                    f"pull/{number}/head", {}, item, start=base, login=self.login
+                )
                 item = self._commit_json(repo, made)
             pr_commits.append(dict(item))
         repo.pull_commits[number] = pr_commits
@@ -169,8 +172,10 @@ class FakeGitHub(FakeServer):
             "diff_url": f"{self.root}/{repo.data['full_name']}/pull/{number}.diff",
             "issue_url": issue["url"], "commits_url": f"{api}/pulls/{number}/commits",
             "merged_at": iso(fields["merged_at"]) if fields.get("merged_at") else None,
-            "merge_commit_sha": fields.get("merge_commit_sha"), "draft": fields.get("draft", False),
-            "head": {"ref": head, "sha": head_sha, "label": f"{self.login}:{head}", "repo": minimal},
+            "merge_commit_sha": fields.get("merge_commit_sha"),
+            "draft": fields.get("draft", False),
+            "head": {"ref": head, "sha": head_sha, "label": f"{self.login}:{head}",
+                     "repo": minimal},
             "base": {"ref": base, "sha": base_commit.sha if base_commit else None,
                      "label": f"{self.login}:{base}", "repo": minimal},
             "author_association": "OWNER",
@@ -219,9 +224,7 @@ class FakeGitHub(FakeServer):
 
     def _throttled(self, retry_after: float) -> web.Response:
         payload = {"message": SECONDARY, "documentation_url": f"{DOCS}/rate-limit"}
-        return web.json_response(
-            payload, status=403, headers={"Retry-After": f"{retry_after:g}"}
-        )
+        return web.json_response(payload, status=403, headers={"Retry-After": f"{retry_after:g}"})
 
     def _rate_limit_refusal(self) -> web.Response:
         message = f"API rate limit exceeded for user ID {self.user['id']}."
@@ -335,7 +338,9 @@ class FakeGitHub(FakeServer):
         branch = params.get("branch") or repo.git.default_branch
         head = repo.git.resolve(branch)
         if head is None and not repo.git.empty:
-            raise ApiError(404, {"message": f"Branch {branch} not found", "documentation_url": DOCS})
+            raise ApiError(
+                404, {"message": f"Branch {branch} not found", "documentation_url": DOCS}
+            )
         current = head.files.get(path) if head else None
         if request.method == "DELETE" and current is None:
             raise ApiError(404, NOT_FOUND)
@@ -513,7 +518,8 @@ class FakeGitHub(FakeServer):
         person = {"name": commit.author_name, "email": commit.author_email, "date": commit.date}
         api = self._repo_api(repo)
         return {
-            "sha": commit.sha, "node_id": f"C_{commit.sha[:12]}", "url": f"{api}/git/commits/{commit.sha}",
+            "sha": commit.sha, "node_id": f"C_{commit.sha[:12]}",
+            "url": f"{api}/git/commits/{commit.sha}",
             "html_url": f"{self.root}/{repo.data['full_name']}/commit/{commit.sha}",
             "author": person, "committer": person, "message": commit.message,
             "tree": {"sha": commit.tree_sha, "url": f"{api}/git/trees/{commit.tree_sha}"},
@@ -525,7 +531,8 @@ class FakeGitHub(FakeServer):
         login = commit.extra.get("login")
         user = self._account(login) if login else None
         return {
-            "sha": commit.sha, "node_id": git["node_id"], "url": f"{self._repo_api(repo)}/commits/{commit.sha}",
+            "sha": commit.sha, "node_id": git["node_id"],
+            "url": f"{self._repo_api(repo)}/commits/{commit.sha}",
             "html_url": git["html_url"], "author": user, "committer": user,
             "commit": {k: git[k] for k in ("author", "committer", "message", "tree", "url")}
             | {"comment_count": 0},
@@ -537,10 +544,12 @@ class FakeGitHub(FakeServer):
         api, sha = self._repo_api(repo), blob_sha(data)
         html = f"{self.root}/{repo.data['full_name']}/blob/{ref}/{path}"
         return {
-            "type": "file", "encoding": "base64", "size": len(data), "name": path.rsplit("/", 1)[-1],
+            "type": "file", "encoding": "base64", "size": len(data),
+            "name": path.rsplit("/", 1)[-1],
             "path": path, "content": b64(data, wrap=60), "sha": sha,
             "url": f"{api}/contents/{path}?ref={ref}", "git_url": f"{api}/git/blobs/{sha}",
-            "html_url": html, "download_url": f"{self.root}/raw/{repo.data['full_name']}/{ref}/{path}",
+            "html_url": html,
+            "download_url": f"{self.root}/raw/{repo.data['full_name']}/{ref}/{path}",
             "_links": {"self": f"{api}/contents/{path}?ref={ref}", "git": f"{api}/git/blobs/{sha}",
                        "html": html},
         }  # fmt: skip
@@ -566,10 +575,6 @@ class FakeGitHub(FakeServer):
         issue.update({k: iso(v) if k.endswith("_at") and v else v for k, v in fields.items()
                       if k not in ("merged_at", "merge_commit_sha", "draft")})  # fmt: skip
         return issue
-
-
-def _encode(files: Mapping[str, str | bytes | None]) -> dict[str, bytes | None]:
-    return {p: d.encode() if isinstance(d, str) else d for p, d in files.items()}
 
 
 def _in_range(stamp: str, since: str | None, until: str | None) -> bool:
