@@ -102,11 +102,22 @@ class Plugin:
         return caps
 
 
+_validators: dict[int, tuple[Mapping[str, Any], Any]] = {}
+
+
+def _validator(schema: Mapping[str, Any]) -> Any:
+    """One compiled validator per schema object: building one costs more than validating."""
+    cached = _validators.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        import jsonschema  # imported on use: it costs start-up time most calls do not need
+
+        cached = _validators[id(schema)] = (schema, jsonschema.Draft202012Validator(schema))
+    return cached[1]
+
+
 def schema_errors(schema: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
     """Validate options against a JSON Schema; each error names the option's path."""
-    import jsonschema  # imported on use: it costs start-up time most calls do not need
-
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator(schema)
     errors = []
     for err in sorted(validator.iter_errors(options), key=lambda e: list(e.absolute_path)):
         where = ".".join(str(p) for p in err.absolute_path) or "(options)"

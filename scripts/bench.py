@@ -14,6 +14,8 @@ Sections:
   protocol  calls of the localfile plugin through the core's plugin host, against a bare
             grpc.aio echo server in its own process over a unix socket; and the plugin's
             cold start against `python -c "import grpc"`.
+  toolchain `dtm apply` of 200 independent localfile tools in parallel against the same
+            apply one tool at a time; a plan of 1000 unchanged tools.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import grpc
+from bench_toolchain import toolchain_section
+from benchlib import Goal, Row, Section, SectionReport, Settings
 from rich.console import Console
 from rich.table import Table
 
@@ -53,82 +57,10 @@ CALL_TIMEOUT = 60.0  # the per-call deadline PluginClient sets; the bare client 
 # -- shared plumbing -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Settings:
-    quick: bool
-    duration: float  # seconds of each throughput measurement
-    warmup: float  # seconds of calls run and discarded before each measurement
-    runs: int  # samples of each cold-start figure (the median is reported)
-
-    @classmethod
-    def make(cls, quick: bool) -> Settings:
-        if quick:
-            return cls(quick=True, duration=1.0, warmup=0.3, runs=3)
-        return cls(quick=False, duration=3.0, warmup=1.0, runs=10)
-
-
-@dataclass(frozen=True)
-class Goal:
-    """A bound on ratio = ours / baseline."""
-
-    op: Literal[">=", "<="]
-    bound: float
-
-    def met(self, ratio: float) -> bool:
-        return ratio >= self.bound if self.op == ">=" else ratio <= self.bound
-
-    def __str__(self) -> str:
-        return f"{self.op} {self.bound:g}"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One figure of ours, and optionally its baseline, the ratio and a goal on it."""
-
-    measure: str
-    unit: str
-    ours: float
-    baseline: float | None = None
-    goal: Goal | None = None
-
-    @property
-    def ratio(self) -> float | None:
-        return None if self.baseline in (None, 0) else self.ours / self.baseline
-
-    @property
-    def verdict(self) -> str | None:
-        ratio = self.ratio
-        if self.goal is None or ratio is None:
-            return None
-        return "PASS" if self.goal.met(ratio) else "MISS"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "measure": self.measure,
-            "unit": self.unit,
-            "ours": self.ours,
-            "baseline": self.baseline,
-            "ratio": self.ratio,
-            "goal": str(self.goal) if self.goal else None,
-            "verdict": self.verdict,
-        }
-
-
-@dataclass
-class SectionReport:
-    title: str
-    baselines: str  # what the baseline column holds, for a reader of the table
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-
 # The goals of the protocol section, on ratio = ours / baseline.
 THROUGHPUT_GOAL = Goal(">=", 0.8)
 P99_GOAL = Goal("<=", 1.5)
 COLD_START_GOAL = Goal("<=", 1.5)
-
-Section = Callable[[Settings], Coroutine[Any, Any, SectionReport]]
 
 
 @dataclass(frozen=True)
@@ -416,6 +348,7 @@ async def protocol_section(settings: Settings) -> SectionReport:
 
 SECTIONS: dict[str, Section] = {
     "protocol": protocol_section,
+    "toolchain": toolchain_section,
 }
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from core_service.errors import StateError
 
@@ -53,9 +52,9 @@ class Database:
             path = make_url(self.url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # Each connection is cheap; pooling them only keeps file handles open
-            # across event loops (the CLI runs one loop per command).
-            kwargs["poolclass"] = NullPool
+            # A small pool: opening a connection runs the pragmas below, which costs
+            # more than most statements. Connections belong to this engine's loop.
+            kwargs["pool_size"] = 4
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 from collections.abc import Iterable, Mapping
@@ -107,6 +108,8 @@ class StateStore:
         self.db = db
         self.namespace = namespace
         self.box = box
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def digest(self, options: Mapping[str, Any]) -> str:
         return self.box.digest(canonical(options))
@@ -164,8 +167,35 @@ class StateStore:
             "created_at": created_at or now,
             "updated_at": now,
         }
-        async with self.db.begin() as conn:
-            await upsert(conn, state_table, [row], ["namespace", "key"])
+        await self._commit(row)
+
+    async def _commit(self, row: dict[str, Any]) -> None:
+        """Group commit: saves made while a commit runs go together in the next one.
+
+        Each caller still returns only once its own row is committed, so "saved after
+        each change" holds; parallel applies just share transactions.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            rows = list({r["key"]: r for r, _ in batch}.values())  # the last save of a key wins
+            try:
+                async with self.db.begin() as conn:
+                    await upsert(conn, state_table, rows, ["namespace", "key"])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
 
     async def delete(self, key: str) -> None:
         async with self.db.begin() as conn:

@@ -29,6 +29,19 @@ import yaml
 
 from core_service.errors import ConfigError
 
+# libyaml when PyYAML was built with it: parsing is most of the cost of loading a big config.
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    return yaml.compose(text, Loader=_YamlLoader)
+
+
+def _construct(node: yaml.Node) -> Any:
+    """Python data of a node, without serialising and parsing it again."""
+    return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
 TOP_KEYS = ("config", "vars", "tools")
 TOOL_KEYS = ("name", "instanceID", "dependsOn", "options")
 STATE_BACKENDS = ("local", "database")
@@ -221,11 +234,13 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     docs: list[tuple[str, yaml.Node]] = []
     for f in files:
         text = loader.render_env(f.read_text(), str(f))
-        raw_vars = _vars_section(text, str(f), loader)
-        values = _resolve_vars(raw_vars, str(f), loader)
-        text = loader.render_vars(text, str(f), values)
+        # Most configs use no vars: skip a parse of the whole file when there are none.
+        if "[[" in text or "\nvars:" in f"\n{text}":
+            raw_vars = _vars_section(text, str(f), loader)
+            values = _resolve_vars(raw_vars, str(f), loader)
+            text = loader.render_vars(text, str(f), values)
         try:
-            node = yaml.compose(text)
+            node = _compose(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark else 0
@@ -263,7 +278,7 @@ def _vars_section(text: str, file: str, loader: _Loader) -> dict[str, Any]:
     # Parse once with unrendered [[ name ]] to read `vars:`; later problems are
     # reported from the rendered parse, so errors here are left to it.
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_YamlLoader)
     except yaml.YAMLError:
         return {}
     if not isinstance(data, dict) or data.get("vars") is None:
@@ -338,7 +353,7 @@ def _read_document(
 
 
 def _read_state(file: str, node: yaml.Node, loader: _Loader) -> StateConfig | None:
-    data = yaml.safe_load(yaml.serialize(node)) or {}
+    data = _construct(node) or {}
     w = _where(file, node)
     if not isinstance(data, dict):
         loader.problem(w, "`config` must be a mapping", "see `config: state: backend: local`")
@@ -406,7 +421,7 @@ def _read_tool(file: str, node: yaml.Node, loader: _Loader) -> ToolSpec | None:
     depends: list[str] = []
     if "dependsOn" in fields:
         dnode, dw = fields["dependsOn"]
-        data = yaml.safe_load(yaml.serialize(dnode))
+        data = _construct(dnode)
         if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
             loader.problem(
                 dw,
@@ -427,7 +442,7 @@ def _read_tool(file: str, node: yaml.Node, loader: _Loader) -> ToolSpec | None:
     lines: dict[str, Where] = {}
     if "options" in fields:
         onode, ow = fields["options"]
-        data = yaml.safe_load(yaml.serialize(onode))
+        data = _construct(onode)
         if data is None:
             data = {}
         if not isinstance(data, dict):

@@ -101,6 +101,8 @@ class Toolchain:
         self.tools = config.by_key()
         self._schema_secrets: dict[str, list[str]] = {}
         self._sem = asyncio.Semaphore(self.parallelism)
+        # Checks change nothing, so they need not wait for apply's bound.
+        self._check_sem = asyncio.Semaphore(max(16, self.parallelism))
 
     # -- checks before anything runs ------------------------------------------------
     async def check(self, state: Mapping[str, ToolState] | None = None) -> None:
@@ -143,7 +145,7 @@ class Toolchain:
         excused: set[str] = set()
         options = self._resolve(tool, state, placeholder=excused)
         handle = await self.host.get(tool.name)
-        async with self._sem:
+        async with self._check_sem:
             errors = await handle.call(lambda c: c.validate(options))
         out = []
         for err in errors:
