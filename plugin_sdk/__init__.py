@@ -1,5 +1,6 @@
 """The DevStream plugin SDK: what a plugin author imports."""
 
+from plugin_sdk._api_client import ApiClient, HttpResponse
 from plugin_sdk._errors import (
     AlreadyExists,
     Cancelled,
@@ -17,9 +18,11 @@ from plugin_sdk._serve import serve
 
 __all__ = [
     "AlreadyExists",
+    "ApiClient",
     "ApiRequest",
     "ApiResponse",
     "Cancelled",
+    "HttpResponse",
     "InvalidOptions",
     "PermissionDenied",
     "Plugin",

@@ -6,10 +6,11 @@ obeyed before the server has to refuse, the three pagination styles those APIs u
 HTTP failures turned into the SDK's error tree in one place (`_status_error`), with the
 token masked everywhere it could leak (log lines, exception text, URLs).
 
-Retries follow urllib3's rule: a refused request (429, a rate-limit 403, a connection that
-never opened) is retried whatever the method; a request the server may already have acted
-on (5xx, a time-out, a dropped connection) is retried only when the method is idempotent,
-so a POST that created a repository behind a 502 is never sent twice.
+Retries follow urllib3's rule: a refused request (429, a rate-limit 403, a 503 with
+Retry-After, a connection that never opened) is retried whatever the method; a request the
+server may already have acted on (other 5xx, a time-out, a dropped connection) is retried
+only when the method is idempotent, so a POST that created a repository behind a 502 is
+never sent twice: it raises PluginUnavailable, retriable, for the caller to read and decide.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from http import HTTPStatus
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from plugin_sdk._errors import (
@@ -53,6 +55,7 @@ RATE_LIMIT_FALLBACK_WAIT = 60.0
 # Reset values below this are delta-seconds (IETF RateLimit draft), not epoch seconds.
 _EPOCH_FLOOR = 1_000_000_000
 _BODY_EXCERPT = 200
+_SECRET_HEADER = re.compile(r"authorization|token|key|secret|password", re.IGNORECASE)
 _LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 _REL_RE = re.compile(r"""rel\s*=\s*"?([^";]+)"?""", re.IGNORECASE)
 
@@ -143,7 +146,12 @@ class ApiClient:
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
         self._proxy = proxy
-        self._headers: dict[str, str] = {"User-Agent": user_agent, **(headers or {})}
+        self._headers: CIMultiDict[str] = CIMultiDict({"User-Agent": user_agent})
+        for key, value in (headers or {}).items():
+            self._headers[key] = value
+            if _SECRET_HEADER.search(key):  # PRIVATE-TOKEN, X-Api-Key, Authorization...
+                register_secret(value)
+                register_secret(value.rsplit(" ", 1)[-1])
         self._auth: str | None = None
         if token:
             register_secret(token)
@@ -242,10 +250,11 @@ class ApiClient:
             raise ValueError("give json or data, not both")
         method = method.upper()
         url = self.url_for(path, params)
-        send_headers = dict(self._headers)
+        send_headers = CIMultiDict(self._headers)  # a caller's "user-agent" replaces ours
         if self._auth and url.origin() == self._base.origin():
             send_headers["Authorization"] = self._auth
-        send_headers.update(headers or {})
+        for key, value in (headers or {}).items():
+            send_headers[key] = value
         if json is not None:
             send_headers.setdefault("Content-Type", "application/json")
             data = jsonlib.dumps(json).encode()
@@ -310,7 +319,7 @@ class ApiClient:
         return url
 
     async def _send(
-        self, method: str, url: URL, headers: Mapping[str, str], data: bytes | None
+        self, method: str, url: URL, headers: CIMultiDict[str], data: bytes | None
     ) -> HttpResponse:
         session = self._open()
         async with self._semaphore:
@@ -349,9 +358,8 @@ class ApiClient:
         while (wait := self._blocked_until - time.monotonic()) > 0:
             if wait > self.max_retry_after:
                 raise PluginUnavailable(
-                    f"{method} {mask_url(url)}: rate limited for {wait:.0f}s more (until "
-                    f"{_at(wait)}), longer than max_retry_after={self.max_retry_after:g}s; "
-                    f"retry after {_at(wait)}",
+                    f"{method} {mask_url(url)}: rate limited for {wait:.0f}s more, longer than "
+                    f"max_retry_after={self.max_retry_after:g}s; retry after {_at(wait)}",
                     details={"url": mask_url(url), "retry_after": round(wait, 1),
                              "retry_at": _at(wait)},
                 )  # fmt: skip

@@ -38,8 +38,18 @@ _REPO_ENV = (
     "GIT_NAMESPACE",
     "GIT_PREFIX",
 )
-# Signing would need the person's keys and agent; globs in a path must stay literal.
-_BASE_ARGS = ("-c", "commit.gpgsign=false", "--literal-pathspecs")
+# Signing would need the person's keys and agent; hooks are the person's, not ours to run;
+# line-ending conversion would make a checked-out file differ from the blob we compare it to;
+# globs in a path must stay literal.
+_BASE_ARGS = (
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.autocrlf=false",
+    "--literal-pathspecs",
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,13 @@ async def run(cwd: Path, *args: str, input: bytes | None = None, check: bool = T
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate(input)
+    try:
+        out, err = await proc.communicate(input)
+    except BaseException:  # cancelled: leave no git process behind
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
     result = _Result(proc.returncode or 0, out, err.decode(errors="replace").strip())
     if check and result.returncode != 0:
         raise PluginInternalError(
@@ -222,12 +238,17 @@ async def files_at(path: Path, rev: str) -> dict[str, File]:
     return files
 
 
-def _quote(name: str) -> str:
-    """A path as fast-import reads it: C-style quoted when it holds a quote or newline."""
-    if not any(c in name for c in '"\\\n') and not name.startswith('"'):
-        return name
-    escaped = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+def _quote(name: str) -> bytes:
+    """A path as fast-import reads it: C-style quoted when it holds a quote or newline.
+
+    Encoded with surrogateescape, so a name git or the file system gave us as bytes that are
+    not UTF-8 goes back out as the same bytes.
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    if not any(c in raw for c in b'"\\\n') and not raw.startswith(b'"'):
+        return raw
+    escaped = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"\n", b"\\n")
+    return b'"' + escaped + b'"'
 
 
 def _fast_import_stream(
@@ -245,9 +266,9 @@ def _fast_import_stream(
     for name in sorted(changes):
         file = changes[name]
         if file is None:
-            parts.append(f"D {_quote(name)}\n".encode())
+            parts.append(b"D %s\n" % _quote(name))
         else:
-            parts.append(f"M {file.mode} inline {_quote(name)}\n".encode())
+            parts.append(b"M %s inline %s\n" % (file.mode.encode(), _quote(name)))
             parts.append(b"data %d\n%s\n" % (len(file.data), file.data))
     parts.append(b"done\n")
     return b"".join(parts)
@@ -292,7 +313,7 @@ async def _sync_working_copy(path: Path, changed: Mapping[str, File | None]) -> 
     removed = [name for name, file in changed.items() if file is None]
     nul = ("--pathspec-from-file=-", "--pathspec-file-nul")
     if written:
-        await run(path, "checkout", "-q", "HEAD", *nul, input="\0".join(written).encode())
+        await run(path, "checkout", "-q", "HEAD", *nul, input=_nul_joined(written))
     if removed:
         await run(
             path,
@@ -301,10 +322,14 @@ async def _sync_working_copy(path: Path, changed: Mapping[str, File | None]) -> 
             "--cached",
             "--ignore-unmatch",
             *nul,
-            input="\0".join(removed).encode(),
+            input=_nul_joined(removed),
         )
         for name in removed:
             (path / name).unlink(missing_ok=True)
+
+
+def _nul_joined(names: Iterable[str]) -> bytes:
+    return b"\0".join(name.encode("utf-8", "surrogateescape") for name in names)
 
 
 def _working_sha(path: Path) -> str | None:

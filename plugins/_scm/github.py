@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from plugin_sdk import PluginInternalError, ResourceNotFound
-from plugin_sdk._api_client import ApiClient  # TEMP until plugin_sdk exports it
+from plugin_sdk import ApiClient, PluginInternalError, ResourceNotFound
 from plugins._scm.git import File, Files
 
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
@@ -170,18 +169,26 @@ async def delete_file(
 
 
 async def last_commit(api: ApiClient, owner: str, name: str, ref: str, paths: Iterable[str]) -> str:
-    """The newest commit on `ref` touching any of `paths` (one request per path)."""
-    newest: tuple[str, str] = ("", "")
+    """The newest commit on `ref` that touched any of `paths` ("" when none did).
+
+    The commits API filters by one path at a time, so each path's last commit is asked for;
+    when they differ, the newest is the first of them in the branch's history (dates can tie
+    to the second), which is paged through until it turns up.
+    """
+    candidates: set[str] = set()
     for path in sorted(set(paths)):
         resp = await api.get(
-            f"{repo_path(owner, name)}/commits",
-            params={"sha": ref, "path": path, "per_page": 1},
+            f"{repo_path(owner, name)}/commits", params={"sha": ref, "path": path, "per_page": 1}
         )
         if resp.body:
-            commit = resp.body[0]
-            when = str(commit.get("commit", {}).get("committer", {}).get("date", ""))
-            newest = max(newest, (when, str(commit["sha"])))
-    return newest[1]
+            candidates.add(str(resp.body[0]["sha"]))
+    if len(candidates) <= 1:
+        return next(iter(candidates), "")
+    async for page in api.paginate(f"{repo_path(owner, name)}/commits", params={"sha": ref}):
+        for commit in page.body:
+            if commit["sha"] in candidates:
+                return str(commit["sha"])
+    raise PluginInternalError(f"the commits of {sorted(paths)} are not on {owner}/{name}@{ref}")
 
 
 async def put_files(

@@ -46,8 +46,7 @@ def repo_properties(*, role: str, with_private: bool = False) -> dict[str, Any]:
             "type": "string",
             "default": "",
             "examples": ["myapp"],
-            "description": "github: the repository's name (required when scmType is github; "
-            "local: defaults to the directory's name)",
+            "description": "github: the repository's name (required when scmType is github)",
         },
         "branch": {
             "type": "string",
@@ -114,3 +113,23 @@ def with_defaults(schema: Mapping[str, Any], options: Mapping[str, Any]) -> dict
         if sub.get("type") == "object" and isinstance(out.get(key, {}), Mapping):
             out[key] = with_defaults(sub, out.get(key, {}))
     return out
+
+
+def schema_gaps(schema: Mapping[str, Any], where: str = "") -> list[str]:
+    """Options a generated example config could not explain: no description, or (when not
+    required) no default; objects that accept unknown keys. Each plugin's tests assert none."""
+    gaps: list[str] = []
+    if schema.get("type") == "object" and schema.get("properties"):
+        if schema.get("additionalProperties") is not False:
+            gaps.append(f"{where or '(options)'}: accepts unknown keys")
+        required = set(schema.get("required") or ())
+        for key, sub in schema["properties"].items():
+            path = f"{where}{key}"
+            if not sub.get("description"):
+                gaps.append(f"{path}: no description")
+            if key not in required and "default" not in sub:
+                gaps.append(f"{path}: optional without a default")
+            gaps += schema_gaps(sub, f"{path}.")
+    if schema.get("type") == "array" and isinstance(schema.get("items"), Mapping):
+        gaps += schema_gaps(schema["items"], f"{where.rstrip('.')}[].")
+    return gaps

@@ -5,6 +5,10 @@ repo-scaffolding) or a GitHub repository (`scmType: github`, through the content
 resource is the set of workflow files: Read reports each one's git blob sha on the branch
 (and, locally, which differ in the working copy), so a hand edit is drift; it returns None
 when none of them exists any more. Other files of the repository are never touched.
+
+Update writes the workflows its options list; a workflow dropped from the list stays in the
+repository (Update is not told what the previous options held): delete the tool first, or
+remove the file by hand.
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ from typing import Any
 
 import yaml
 
-from plugin_sdk import Plugin, PluginInternalError, ResourceNotFound
-from plugin_sdk._api_client import ApiClient  # TEMP
+from plugin_sdk import ApiClient, Plugin, PluginInternalError, ResourceNotFound
 from plugins._scm import git, github
 from plugins._scm.git import File
 from plugins._scm.options import repo_errors, repo_properties, with_defaults

@@ -17,8 +17,7 @@ from urllib.parse import quote
 
 import yaml
 
-from plugin_sdk import Plugin, PluginInternalError
-from plugin_sdk._api_client import ApiClient  # TEMP
+from plugin_sdk import ApiClient, Plugin, PluginInternalError
 from plugins._scm.git import check_branch_name
 from plugins._scm.options import with_defaults
 

@@ -5,6 +5,12 @@ git repository, or a GitHub repository) is rendered with `vars` (placeholders `[
 in file contents and in file and directory names) into `destinationRepo`, a local git
 repository or a new GitHub repository. AppName, Repo.Name and Repo.Owner are set from the
 destination unless `vars` gives them, as DevStream does.
+
+The resource is the set of files the template renders to: Read renders the template again
+and compares those files' blob shas, so a hand edit, a change of the template and a change
+of `vars` all show as drift, while files others add to the repository do not. Update writes
+what differs; a file the template no longer produces is left in place (Update is not told
+what the template produced before).
 """
 
 from __future__ import annotations
@@ -46,6 +52,16 @@ def _source_properties() -> dict[str, Any]:
     return props
 
 
+def _destination_properties() -> dict[str, Any]:
+    props = repo_properties(role="new repository", with_private=True)
+    props["name"] = {
+        **props["name"],
+        "description": "the repository's name (required when scmType is github; local: "
+        "defaults to the directory's name, used for AppName and the `name` output)",
+    }
+    return props
+
+
 OPTIONS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -61,7 +77,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "description": "the repository to create from the template",
-            "properties": repo_properties(role="new repository", with_private=True),
+            "properties": _destination_properties(),
         },
         "vars": {
             "type": "object",

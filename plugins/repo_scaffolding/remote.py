@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from plugin_sdk import AlreadyExists, ResourceNotFound
-from plugin_sdk._api_client import ApiClient  # TEMP
+from plugin_sdk import AlreadyExists, ApiClient, ResourceNotFound
 from plugins._scm import github
 from plugins._scm.git import Files
 
@@ -32,11 +31,15 @@ async def create(dest: Options, files: Files, message: str) -> dict[str, Any]:
                 f"the GitHub repository {owner}/{name} already exists; choose another "
                 "destinationRepo.name or delete that repository"
             )
-        await github.create_repo(api, owner, name, private=bool(dest["private"]))
+        branch = str(dest["branch"])
+        repo = await github.create_repo(api, owner, name, private=bool(dest["private"]))
         try:
             await github.put_files(
-                api, owner, name, files, branch=str(dest["branch"]), message=message, current={}
+                api, owner, name, files, branch=branch, message=message, current={}
             )
+            if repo.get("default_branch") != branch:
+                # The branch we filled is the repository's, whatever the account's default.
+                await api.patch(github.repo_path(owner, name), json={"default_branch": branch})
         except BaseException:
             await github.delete_repo(api, owner, name)
             raise

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from aiohttp import web
 
@@ -120,7 +120,7 @@ class FakeServer:
         if runner is not None:
             await runner.cleanup()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -134,7 +134,11 @@ class FakeServer:
         self._faults.extend(("fail", status) for _ in range(n))
 
     def drop_next(self, n: int = 1) -> None:
-        """The next n requests get their connection closed without any response."""
+        """The next n requests get their connection closed without any response.
+
+        aiohttp itself resends an idempotent request once when a reused keep-alive
+        connection drops, so count attempts in `requests`, not in a client's retries.
+        """
         self._faults.extend(("drop", 0) for _ in range(n))
 
     def secondary_limit_next(self, n: int = 1, retry_after: float = 1) -> None:

@@ -276,18 +276,18 @@ class FakeGitLab(FakeServer):
             if last is None or last.sha != last_id:
                 raise ApiError(400, {"message": "You are attempting to update a file that has "
                                                 "changed since you started editing it."})  # fmt: skip
-        data: bytes | None = None
+        new: bytes | None = None  # None deletes
         if request.method != "DELETE":
-            data = params["content"].encode()
+            new = params["content"].encode()
             if params.get("encoding") == "base64":
                 try:
-                    data = base64.b64decode(data, validate=True)
+                    new = base64.b64decode(new, validate=True)
                 except (binascii.Error, ValueError):
                     raise ApiError(400, {"error": "content is invalid base64"}) from None
         author = (params.get("author_name") or self.user["name"],
                   params.get("author_email") or self.user["email"])  # fmt: skip
         self._commit(
-            project, branch, {path: data}, params["commit_message"],
+            project, branch, {path: new}, params["commit_message"],
             author=author, start=start if branch not in project.git.branches else None,
         )  # fmt: skip
         if request.method == "DELETE":

@@ -31,9 +31,11 @@ from tests.conftest import ROOT
 def test_public_surface_is_pinned() -> None:
     assert plugin_sdk.__all__ == [
         "AlreadyExists",
+        "ApiClient",
         "ApiRequest",
         "ApiResponse",
         "Cancelled",
+        "HttpResponse",
         "InvalidOptions",
         "PermissionDenied",
         "Plugin",

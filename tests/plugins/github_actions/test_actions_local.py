@@ -11,7 +11,9 @@ import pytest
 
 from core_service.host import PluginHost
 from plugin_sdk import InvalidOptions
+from plugin_sdk._plugin import secret_paths
 from plugin_sdk.testing import serve_in_process
+from plugins._scm.options import schema_gaps
 from plugins.github_actions import GitHubActions
 
 CI = "on: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n      - run: make test\n"
@@ -39,7 +41,10 @@ def options(repo: Path, **extra: Any) -> dict[str, Any]:
     return {
         "scmType": "local",
         "path": str(repo),
-        "workflows": [{"name": "ci.yml", "content": CI}, {"name": "release.yaml", "content": RELEASE}],
+        "workflows": [
+            {"name": "ci.yml", "content": CI},
+            {"name": "release.yaml", "content": RELEASE},
+        ],
         **extra,
     }
 
@@ -82,9 +87,10 @@ async def test_lifecycle_and_drift(tmp_path: Path) -> None:
         git(repo, "commit", "-qam", "tweak ci")
         drifted = await client.read(opts)
         assert drifted is not None and drifted["dirty"] == []
-        assert drifted["workflows"][".github/workflows/ci.yml"] != created["workflows"][
-            ".github/workflows/ci.yml"
-        ]
+        assert (
+            drifted["workflows"][".github/workflows/ci.yml"]
+            != created["workflows"][".github/workflows/ci.yml"]
+        )
         updated = await client.update(opts)
         assert ci.read_text() == CI and updated["workflows"] == created["workflows"]
         assert updated["outputs"]["commit"] == git(repo, "rev-parse", "HEAD").strip()
@@ -164,3 +170,9 @@ async def test_through_a_real_plugin_process(tmp_path: Path) -> None:
         assert await handle.call(lambda c: c.read(opts)) == created
         assert await handle.call(lambda c: c.delete(opts)) is True
         assert await handle.call(lambda c: c.read(opts)) is None
+
+
+def test_schema_documents_every_option() -> None:
+    assert GitHubActions.options_schema is not None
+    assert schema_gaps(GitHubActions.options_schema) == []
+    assert secret_paths(GitHubActions.options_schema) == ["token"]
