@@ -95,7 +95,7 @@ async def toolchain_section(settings: Settings) -> SectionReport:
             plan_big,
             PLAN_BUDGET_SECONDS,
             Goal("<=", 1.0),
-        ),  # fmt: skip
+        ),
     ]
     report.notes += [
         "whole command: loading config and state, starting the plugin, checking every "
