@@ -7,7 +7,7 @@ it is the one place where a gRPC status becomes a PluginError.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,37 @@ class PluginInfo:
             "subtasks": list(self.subtasks),
             "tables": list(self.tables),
         }
+
+
+@dataclass(frozen=True)
+class SubtaskStart:
+    subtask: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    task_data: Mapping[str, Any] = field(default_factory=dict)
+    connection: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    checkpoint: Any = None
+    state: Mapping[str, Any] = field(default_factory=dict)
+    full_sync: bool = False
+
+
+@dataclass(frozen=True)
+class InputBatch:
+    table: str
+    rows: list[str]  # one JSON object per row
+    checkpoint: str  # JSON: where the input stands once this batch is done
+
+
+@dataclass(frozen=True)
+class SubtaskEvent:
+    kind: str  # "batch", "progress" or "done"
+    table: str = ""
+    rows: list[str] = field(default_factory=list)
+    checkpoint: str = ""
+    current: int = 0
+    total: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+    records: int = 0
 
 
 def _dumps(value: Any) -> str:
@@ -227,6 +258,83 @@ class PluginClient:
                 "Validate, GetMetadata"
             )
         return await handlers[method](options)
+
+    async def prepare_task_data(
+        self,
+        options: Mapping[str, Any],
+        connection: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        resp = await self._unary(
+            self._stub.PrepareTaskData,
+            pb.PrepareTaskDataRequest(
+                options_json=_dumps(options),
+                connection_json=_dumps(dict(connection or {})),
+                secrets=dict(secrets or {}),
+            ),
+        )
+        return self._status(resp.task_data_json, "PrepareTaskData")
+
+    async def migration_scripts(self) -> list[dict[str, Any]]:
+        resp = await self._unary(self._stub.MigrationScripts, pb.MigrationScriptsRequest())
+        return [
+            {"version": m.version, "name": m.name, "operations": _loads(m.operations_json) or []}
+            for m in resp.scripts
+        ]
+
+    async def run_subtask(
+        self,
+        start: SubtaskStart,
+        inputs: AsyncIterator[InputBatch] | None = None,
+    ) -> AsyncIterator[SubtaskEvent]:
+        """Stream one subtask: send its start and input batches, yield what comes back.
+
+        Leaving the loop early (or being cancelled) cancels the call in the plugin.
+        """
+
+        async def requests() -> AsyncIterator[pb.SubtaskInput]:
+            yield pb.SubtaskInput(
+                start=pb.SubtaskStart(
+                    subtask=start.subtask,
+                    options_json=_dumps(start.options),
+                    task_data_json=_dumps(start.task_data),
+                    connection_json=_dumps(start.connection),
+                    secrets=dict(start.secrets),
+                    checkpoint_json="" if start.checkpoint is None else _dumps(start.checkpoint),
+                    state_json=_dumps(start.state),
+                    full_sync=start.full_sync,
+                )
+            )
+            if inputs is not None:
+                async for batch in inputs:
+                    yield pb.SubtaskInput(
+                        batch=pb.RecordBatch(
+                            table=batch.table,
+                            rows_json=batch.rows,
+                            checkpoint_json=batch.checkpoint,
+                        )
+                    )
+            yield pb.SubtaskInput(end_of_input=True)
+
+        call = self._stub.RunSubtask(requests(), timeout=None)
+        try:
+            async for message in call:
+                kind = message.WhichOneof("kind")
+                if kind == "batch":
+                    b = message.batch
+                    yield SubtaskEvent("batch", table=b.table, rows=list(b.rows_json),
+                                       checkpoint=b.checkpoint_json)  # fmt: skip
+                elif kind == "progress":
+                    yield SubtaskEvent("progress", current=message.progress.current,
+                                       total=message.progress.total)  # fmt: skip
+                else:
+                    d = message.done
+                    yield SubtaskEvent("done", state=_loads(d.state_json) or {}, records=d.records)
+        except grpc.aio.AioRpcError as exc:
+            raise self.convert(exc) from exc
+        finally:
+            if not call.done():
+                call.cancel()
 
     async def health(self, timeout: float = 5.0) -> bool:
         """True when the plugin's health service reports `plugin` SERVING."""

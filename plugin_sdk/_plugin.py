@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from plugin_sdk._errors import InvalidOptions
+from plugin_sdk._subtasks import SubtaskDef, find_subtasks
+from plugin_sdk._tables import TableSpec, tool_table_name
 
 # The resource calls a plugin may implement, by wire name and method name.
 RESOURCE_METHODS: dict[str, str] = {
@@ -53,6 +56,8 @@ class Plugin:
     root_package_path: ClassVar[str] = ""
     options_schema: ClassVar[Mapping[str, Any] | None] = None
     connection_schema: ClassVar[Mapping[str, Any] | None] = None
+    # Tool tables of a data plugin; a short name "issues" becomes _tool_<plugin>_issues.
+    tables: ClassVar[Sequence[TableSpec]] = ()
 
     async def init(self, config: Mapping[str, Any]) -> None:
         """Called once after the handshake with the core's plugin settings."""
@@ -82,6 +87,30 @@ class Plugin:
     async def handle_api(self, request: ApiRequest) -> ApiResponse:
         raise NotImplementedError
 
+    async def prepare_task_data(
+        self, options: Mapping[str, Any], connection: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Turn a task's options into what its subtasks need (DevLake's PrepareTaskData).
+
+        Return a dict; its "params" key, when given, scopes the raw rows of this task
+        (default: the connection id and the options).
+        """
+        return dict(options)
+
+    @classmethod
+    def subtasks(cls) -> list[SubtaskDef]:
+        return find_subtasks(cls)
+
+    @classmethod
+    def tool_tables(cls) -> list[TableSpec]:
+        """The declared tool tables with their full names."""
+        out = []
+        for spec in cls.tables:
+            if not spec.name.startswith("_tool_"):
+                spec = dataclasses.replace(spec, name=tool_table_name(cls.name, spec.name))
+            out.append(spec)
+        return out
+
     @classmethod
     def implemented(cls) -> list[str]:
         """Wire names of the calls this plugin class overrides."""
@@ -89,6 +118,8 @@ class Plugin:
         for wire, attr in (*RESOURCE_METHODS.items(), ("HandleApi", "handle_api")):
             if getattr(cls, attr) is not getattr(Plugin, attr):
                 names.append(wire)
+        if cls.subtasks():
+            names += ["PrepareTaskData", "RunSubtask", "MigrationScripts"]
         return names
 
     @classmethod
@@ -99,6 +130,8 @@ class Plugin:
             caps.append("resource")
         if "HandleApi" in implemented:
             caps.append("api")
+        if cls.subtasks():
+            caps.append("data")
         return caps
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -69,21 +69,28 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
         context: grpc.aio.ServicerContext[Any, Any],
         call: Callable[[], Awaitable[T]],
     ) -> T:
-        """Run one call, converting whatever it raises into a gRPC status (the one place)."""
+        """Run one call, converting whatever it raises into a gRPC status."""
         try:
             return await call()
-        except NotImplementedError:
+        except Exception as err:
+            await self._abort(wire, context, err)
+            raise AssertionError("unreachable: abort raises") from err
+
+    async def _abort(
+        self, wire: str, context: grpc.aio.ServicerContext[Any, Any], err: Exception
+    ) -> None:
+        """The one place an exception becomes a gRPC status; abort raises."""
+        if isinstance(err, NotImplementedError):
             exc: PluginError = Unimplemented(f"does not implement {wire}", plugin=self.name)
-        except PluginError as err:
+        elif isinstance(err, PluginError):
             err.plugin = err.plugin or self.name
             exc = err
-        except Exception as err:
-            log.exception("%s failed", wire)
+        else:
+            log.error("%s failed", wire, exc_info=err)
             exc = PluginInternalError(
                 f"{wire} failed: {type(err).__name__}: {err}", plugin=self.name
             )
         await context.abort(exc.code, str(exc), trailing_metadata=error_metadata(exc))
-        raise AssertionError("unreachable: abort raises")
 
     async def GetMetadata(
         self, request: pb.GetMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -105,6 +112,11 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
             ),
             protocol_version=self.protocol_version,
             implemented=cls.implemented(),
+            subtasks=[pb.SubtaskMeta(**s.resolved(self.name)) for s in cls.subtasks()],
+            tables=[
+                pb.TableInfo(name=t.name, schema_json=json.dumps(t.as_dict()))
+                for t in cls.tool_tables()
+            ],
         )
 
     async def Init(
@@ -192,25 +204,100 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
 
         return await self._guard("HandleApi", context, call)
 
-    # The data-lake calls: answered here until a plugin declares subtasks.
-    async def _no_data(self) -> Any:
-        raise NotImplementedError
-
+    # -- the data lake ---------------------------------------------------------------
     async def PrepareTaskData(
         self, request: pb.PrepareTaskDataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PrepareTaskDataResponse:
-        result: pb.PrepareTaskDataResponse = await self._guard(
-            "PrepareTaskData", context, self._no_data
-        )
-        return result
+        async def call() -> pb.PrepareTaskDataResponse:
+            if not type(self.plugin).subtasks():
+                raise NotImplementedError
+            options = loads_object(request.options_json, "options")
+            connection = merge_secrets(
+                loads_object(request.connection_json, "connection"), request.secrets
+            )
+            data = await self.plugin.prepare_task_data(options, connection)
+            return pb.PrepareTaskDataResponse(task_data_json=dumps(data))
+
+        return await self._guard("PrepareTaskData", context, call)
 
     async def MigrationScripts(
         self, request: pb.MigrationScriptsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.MigrationScriptsResponse:
-        return pb.MigrationScriptsResponse()
+        async def call() -> pb.MigrationScriptsResponse:
+            # Declarative: one script per tool table; the core creates the table or adds
+            # the columns it lacks, and records what it applied.
+            scripts = [
+                pb.MigrationScript(
+                    version=1,
+                    name=f"create {spec.name}",
+                    operations_json=json.dumps([{"op": "ensure_table", "table": spec.as_dict()}]),
+                )
+                for spec in type(self.plugin).tool_tables()
+            ]
+            return pb.MigrationScriptsResponse(scripts=scripts)
+
+        return await self._guard("MigrationScripts", context, call)
 
     async def RunSubtask(
         self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.SubtaskOutput:
-        result: pb.SubtaskOutput = await self._guard("RunSubtask", context, self._no_data)
-        return result
+    ) -> AsyncIterator[pb.SubtaskOutput]:
+        from plugin_sdk._runner import run_collector, run_transform
+        from plugin_sdk._subtasks import SubtaskContext
+
+        try:
+            first = await anext(aiter(request_iterator))
+            if first.WhichOneof("kind") != "start":
+                raise InvalidOptions("RunSubtask must begin with a `start` message")
+            start = first.start
+            subs = {s.name: s for s in type(self.plugin).subtasks()}
+            sub = subs.get(start.subtask)
+            if sub is None:
+                raise InvalidOptions(
+                    f"no subtask {start.subtask!r}; this plugin has {sorted(subs) or 'none'}"
+                )
+            connection = merge_secrets(
+                loads_object(start.connection_json, "connection"), start.secrets
+            )
+            task_data = loads_object(start.task_data_json, "task data")
+            ctx = SubtaskContext(
+                plugin=self.name,
+                subtask=sub.name,
+                options=loads_object(start.options_json, "options"),
+                task_data=task_data,
+                connection=connection,
+                checkpoint=json.loads(start.checkpoint_json) if start.checkpoint_json else None,
+                state=loads_object(start.state_json, "state"),
+                full_sync=start.full_sync,
+                params=str(task_data.get("params", "")),
+            )
+            batch_size = int(ctx.options.get("batchSize") or 500)
+            if sub.kind == "collector":
+                outputs = run_collector(self.plugin, sub, ctx, batch_size)
+            else:
+                outputs = run_transform(self.plugin, sub, ctx, _input_batches(request_iterator))
+            async for out in outputs:
+                yield _to_proto(out)
+        except Exception as exc:
+            await self._abort("RunSubtask", context, exc)
+
+
+async def _input_batches(request_iterator: Any) -> AsyncIterator[tuple[str, list[str], str]]:
+    async for message in request_iterator:
+        kind = message.WhichOneof("kind")
+        if kind == "end_of_input":
+            return
+        if kind == "batch":
+            b = message.batch
+            yield b.table, list(b.rows_json), b.checkpoint_json
+
+
+def _to_proto(out: Any) -> pb.SubtaskOutput:
+    if out.kind == "batch":
+        return pb.SubtaskOutput(
+            batch=pb.RecordBatch(
+                table=out.table, rows_json=out.rows, checkpoint_json=out.checkpoint
+            )
+        )
+    if out.kind == "progress":
+        return pb.SubtaskOutput(progress=pb.Progress(current=out.current, total=out.total))
+    return pb.SubtaskOutput(done=pb.SubtaskDone(state_json=out.state, records=out.records))

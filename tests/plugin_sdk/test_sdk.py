@@ -43,10 +43,20 @@ def test_public_surface_is_pinned() -> None:
         "PluginInternalError",
         "PluginTimeout",
         "PluginUnavailable",
+        "Raw",
+        "RawRow",
         "ResourceNotFound",
+        "Row",
+        "SubtaskContext",
+        "TableSpec",
         "Unimplemented",
+        "collector",
+        "converter",
+        "extractor",
         "serve",
     ]
+    for name in plugin_sdk.__all__:
+        assert getattr(plugin_sdk, name) is not None
     assert plugin_sdk.__all__ == sorted(plugin_sdk.__all__)
 
 
