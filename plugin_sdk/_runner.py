@@ -103,8 +103,13 @@ async def run_transform(
     ctx: SubtaskContext,
     batches: AsyncIterator[tuple[str, list[str], str]],
 ) -> AsyncIterator[Output]:
-    """Extractor or converter: for each input batch, rows out, then the input's checkpoint."""
+    """Extractor, converter or parent-driven collector: for each input batch, rows out,
+    then the input's checkpoint."""
     extractor = sub.kind == "extractor"
+    if sub.kind == "collector":
+        async for out in _run_child_collector(plugin, sub, ctx, batches):
+            yield out
+        return
     if extractor:
         allowed = {o: tool_table_name(plugin.name, o) for o in sub.outputs}
     else:
@@ -145,6 +150,32 @@ async def run_transform(
         for name, produced_rows in out.items():
             yield Output("batch", table=name, rows=produced_rows)
         yield Output("batch", table="", rows=[], checkpoint=checkpoint or _dumps(None))
+        if ctx._progress:
+            current, of = ctx._progress[-1]
+            ctx._progress.clear()
+            yield Output("progress", current=current, total=of)
+    yield Output("done", state=_dumps(ctx._new_state) if ctx._new_state else "", records=total)
+
+
+async def _run_child_collector(
+    plugin: Any,
+    sub: SubtaskDef,
+    ctx: SubtaskContext,
+    batches: AsyncIterator[tuple[str, list[str], str]],
+) -> AsyncIterator[Output]:
+    table = raw_table_name(plugin.name, sub.input)
+    func = getattr(plugin, sub.method)
+    total = 0
+    async for _, rows, checkpoint in batches:
+        out: list[str] = []
+        for text in rows:
+            parent = json.loads(text)
+            async for item in func(ctx, parent):
+                record = item if isinstance(item, Raw) else Raw(item)
+                out.append(_dumps({"data": record.data, "url": record.url,
+                                   "input": record.input}))  # fmt: skip
+        total += len(out)
+        yield Output("batch", table=table, rows=out, checkpoint=checkpoint or _dumps(None))
         if ctx._progress:
             current, of = ctx._progress[-1]
             ctx._progress.clear()

@@ -271,7 +271,7 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
                 params=str(task_data.get("params", "")),
             )
             batch_size = int(ctx.options.get("batchSize") or 500)
-            if sub.kind == "collector":
+            if sub.kind == "collector" and not sub.parents:
                 outputs = run_collector(self.plugin, sub, ctx, batch_size)
             else:
                 outputs = run_transform(self.plugin, sub, ctx, _input_batches(request_iterator))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 F = TypeVar("F", bound=Callable[..., Any])
 KINDS = ("collector", "extractor", "converter")
@@ -46,13 +46,16 @@ class SubtaskDef:
     # extractor: tool entities written; converter: domain tables written
     outputs: tuple[str, ...] = ()
     method: str = ""  # the attribute name on the plugin class
+    # collector only: a tool entity whose rows drive it (one call per parent row)
+    parents: str = ""
 
     def resolved(self, plugin: str) -> dict[str, Any]:
         """Metadata with full table names, as GetMetadata reports it."""
         from plugin_sdk._tables import raw_table_name, tool_table_name
 
         if self.kind == "collector":
-            input_table, outputs = "", [raw_table_name(plugin, self.input)]
+            input_table = tool_table_name(plugin, self.parents) if self.parents else ""
+            outputs = [raw_table_name(plugin, self.input)]
         elif self.kind == "extractor":
             input_table = raw_table_name(plugin, self.input)
             outputs = [tool_table_name(plugin, o) for o in self.outputs]
@@ -135,19 +138,58 @@ def _meta(
     }
 
 
+@overload
+def collector(fn: F) -> F: ...
+@overload
+def collector(
+    fn: None = None,
+    *,
+    entity: str = ...,
+    parents: str = ...,
+    name: str = ...,
+    description: str = ...,
+    enabled_by_default: bool = ...,
+    domain_types: Sequence[str] = ...,
+    dependencies: Sequence[str] = ...,
+) -> Callable[[F], F]: ...
+
+
 def collector(
     fn: F | None = None,
     *,
     entity: str = "",
+    parents: str = "",
     name: str = "",
     description: str = "",
     enabled_by_default: bool = True,
     domain_types: Sequence[str] = (),
     dependencies: Sequence[str] = (),
 ) -> Any:
-    """Mark an async generator that yields raw records into `_raw_<plugin>_<entity>`."""
+    """Mark an async generator that yields raw records into `_raw_<plugin>_<entity>`.
+
+    With `parents="pull_requests"` it is called once per row of that tool table, as
+    `collect(self, ctx, parent)`: child requests driven by parent rows (the core
+    streams the parents in, scoped to the task, and checkpoints per batch of them).
+    """
     meta = _meta(name, description, enabled_by_default, domain_types, dependencies, entity, ())
+    meta["parents"] = parents
     return _decorator("collector", fn, meta)
+
+
+@overload
+def extractor(fn: F) -> F: ...
+@overload
+def extractor(
+    fn: None = None,
+    *,
+    raw: str = ...,
+    tables: Sequence[str] = ...,
+    name: str = ...,
+    description: str = ...,
+    enabled_by_default: bool = ...,
+    domain_types: Sequence[str] = ...,
+    dependencies: Sequence[str] = ...,
+) -> Callable[[F], F]: ...
 
 
 def extractor(
@@ -164,6 +206,22 @@ def extractor(
     """Mark a generator turning one raw row into tool rows (`_tool_<plugin>_<table>`)."""
     meta = _meta(name, description, enabled_by_default, domain_types, dependencies, raw, tables)
     return _decorator("extractor", fn, meta)
+
+
+@overload
+def converter(fn: F) -> F: ...
+@overload
+def converter(
+    fn: None = None,
+    *,
+    tool: str = ...,
+    tables: Sequence[str] = ...,
+    name: str = ...,
+    description: str = ...,
+    enabled_by_default: bool = ...,
+    domain_types: Sequence[str] = ...,
+    dependencies: Sequence[str] = ...,
+) -> Callable[[F], F]: ...
 
 
 def converter(
