@@ -107,8 +107,8 @@ async def run_transform(
     then the input's checkpoint."""
     extractor = sub.kind == "extractor"
     if sub.kind == "collector":
-        async for out in _run_child_collector(plugin, sub, ctx, batches):
-            yield out
+        async for child in _run_child_collector(plugin, sub, ctx, batches):
+            yield child
         return
     if extractor:
         allowed = {o: tool_table_name(plugin.name, o) for o in sub.outputs}
