@@ -90,6 +90,8 @@ EXTRA_MIGRATIONS: list[Migration] = []
 
 async def migrate(conn: AsyncConnection, dialect: str) -> list[int]:
     """Apply the migrations not yet applied; return their versions."""
+    import core_service.lake._schema  # noqa: F401  (registers the data lake's migrations)
+
     if dialect == "postgresql":
         # Two cores starting at once must not both run migration N.
         await conn.execute(text("SELECT pg_advisory_xact_lock(7261001)"))
