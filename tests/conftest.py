@@ -138,3 +138,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"NOTE: the PostgreSQL variants of the database tests were SKIPPED: {_pg_reason[0]}",
             yellow=True,
         )
+
+
+@pytest.fixture
+def clean_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second fresh database of the same kind as `db_url`, for a clean comparison run."""
+    if db_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'clean.db'}"
+        return
+    url = _fresh_pg_database()
+    try:
+        yield url
+    finally:
+        _drop_pg_database(url)
