@@ -14,12 +14,15 @@ the SDK sends the output rows and then a marker batch carrying the input's check
 from __future__ import annotations
 
 import inspect
-import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
+import orjson
+
 from plugin_sdk._errors import InvalidOptions, PluginInternalError
+from plugin_sdk._json import dumps as _dumps
+from plugin_sdk._json import loads
 from plugin_sdk._subtasks import Raw, RawRow, Row, SubtaskContext, SubtaskDef
 from plugin_sdk._tables import LINEAGE_COLUMNS, raw_table_name, tool_table_name
 
@@ -40,10 +43,6 @@ class Output:
         self.total: int = kw.get("total", 0)
         self.state: str = kw.get("state", "")
         self.records: int = kw.get("records", 0)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 async def run_collector(
@@ -121,12 +120,12 @@ async def run_transform(
     async for table, rows, checkpoint in batches:
         out: dict[str, list[str]] = defaultdict(list)
         for text in rows:
-            record = json.loads(text)
+            record = loads(text)
             if extractor:
                 data = record.get("data")
                 arg: Any = RawRow(
                     id=int(record["id"]), params=str(record.get("params", "")),
-                    data=json.loads(data) if isinstance(data, str) else data,
+                    data=loads(data) if isinstance(data, str) else data,
                     url=str(record.get("url") or ""),
                     input=_maybe_json(record.get("input")), table=table,
                 )  # fmt: skip
@@ -169,7 +168,7 @@ async def _run_child_collector(
     async for _, rows, checkpoint in batches:
         out: list[str] = []
         for text in rows:
-            parent = json.loads(text)
+            parent = loads(text)
             async for item in func(ctx, parent):
                 record = item if isinstance(item, Raw) else Raw(item)
                 out.append(_dumps({"data": record.data, "url": record.url,
@@ -186,8 +185,8 @@ async def _run_child_collector(
 def _maybe_json(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in "{[":
         try:
-            return json.loads(value)
-        except ValueError:
+            return loads(value)
+        except orjson.JSONDecodeError:
             return value
     return value
 

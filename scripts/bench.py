@@ -16,6 +16,8 @@ Sections:
             cold start against `python -c "import grpc"`.
   toolchain `dtm apply` of 200 independent localfile tools in parallel against the same
             apply one tool at a time; a plan of 1000 unchanged tools.
+  lake      extract+convert of 200k GitHub-shaped raw rows against writing the same rows
+            directly with SQLAlchemy; the core's peak memory at 100k and 400k rows.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from bench_lake import lake_section
 from bench_toolchain import toolchain_section
 from benchlib import Goal, Row, Section, SectionReport, Settings
 from rich.console import Console
@@ -349,6 +352,7 @@ async def protocol_section(settings: Settings) -> SectionReport:
 SECTIONS: dict[str, Section] = {
     "protocol": protocol_section,
     "toolchain": toolchain_section,
+    "lake": lake_section,
 }
 
 

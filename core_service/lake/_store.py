@@ -7,19 +7,56 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import MetaData, Table, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    MetaData,
+    Table,
+    Text,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core_service.errors import DtmError
 from core_service.lake._schema import domain_tables, plugin_tables, subtasks
-from core_service.lake._tables import as_json_row, coercer, ensure, raw_table, sql_table
+from core_service.lake._tables import coercer, ensure, raw_table, sql_table
 from core_service.store import Database, upsert
 from plugin_sdk import domain
+from plugin_sdk._json import dumps, loads
 from plugin_sdk._tables import TableSpec
 
 
 class LakeError(DtmError):
     """A batch could not be written, or a table is unknown."""
+
+
+def _json_object(dialect: str, table: Table, kinds: Mapping[str, str] | None = None) -> Any:
+    """SQL making one JSON object of a row, shaped alike on every database.
+
+    Raw tables: id, params, data, url, input. Other tables: every column, datetimes as
+    ISO 8601 in UTC and booleans as JSON booleans (SQLite stores 0/1 and naive text).
+    """
+    names = list(kinds) if kinds else ["id", "params", "data", "url", "input"]
+    pairs: list[Any] = []
+    for name in names:
+        column: Any = table.c[name]
+        kind = (kinds or {}).get(name)
+        if dialect == "sqlite" and kind == "datetime":
+            column = func.strftime("%Y-%m-%dT%H:%M:%f+00:00", column)
+        elif dialect == "sqlite" and kind == "bool":
+            column = case((column.is_(None), null()), (column == 1, func.json("true")),
+                          else_=func.json("false"))  # fmt: skip
+        pairs += [literal(name), column]
+    if dialect == "postgresql":
+        return cast(func.json_build_object(*pairs), Text)
+    return func.json_object(*pairs)  # SQLite (json1, built in) and MySQL/MariaDB
 
 
 class LakeStore:
@@ -120,13 +157,13 @@ class LakeStore:
             now = datetime.datetime.now(datetime.UTC)
             values = []
             for text in rows:
-                rec = json.loads(text)
+                rec = loads(text)
                 values.append(
                     {
                         "params": params,
-                        "data": json.dumps(rec.get("data")),
+                        "data": dumps(rec.get("data")),
                         "url": rec.get("url"),
-                        "input": None if rec.get("input") is None else json.dumps(rec["input"]),
+                        "input": None if rec.get("input") is None else dumps(rec["input"]),
                         "created_at": now,
                     }
                 )
@@ -136,7 +173,7 @@ class LakeStore:
         if coerce is None:
             coerce = self._coercers[name] = coercer(self.specs[name])
         try:
-            values = [coerce(json.loads(text)) for text in rows]
+            values = [coerce(loads(text)) for text in rows]
         except (KeyError, ValueError, TypeError) as exc:
             raise LakeError(f"a row for {name} is malformed: {exc}") from exc
         # A batch may hold the same key twice (e.g. an account met on two rows): last wins.
@@ -173,23 +210,26 @@ class LakeStore:
         table = self.table(name)
         async with self.db.connect() as conn:
             if self.is_raw(name):
-                query = select(table).where(table.c.params == params)
+                # The database builds each row's JSON: no Python object per column, and
+                # the work runs beside the event loop (SQLite's thread, PostgreSQL).
+                row_json = _json_object(conn.dialect.name, table)
+                query = select(table.c.id, row_json).where(table.c.params == params)
                 if after is not None:
                     query = query.where(table.c.id > after)
-                rows = (await conn.execute(query.order_by(table.c.id).limit(limit))).mappings()
-                out = [as_json_row({**r, "data": r["data"], "input": r["input"]}) for r in rows]
-                last = json.loads(out[-1])["id"] if out else after
-                return out, last
-            pk = [table.c[k] for k in self.specs[name].primary_key]
-            query = select(table).where(table.c._raw_data_params == params)
+                found = (await conn.execute(query.order_by(table.c.id).limit(limit))).all()
+                return [r[1] for r in found], (found[-1][0] if found else after)
+            spec = self.specs[name]
+            pk = [table.c[k] for k in spec.primary_key]
+            row_json = _json_object(conn.dialect.name, table, spec.all_columns)
+            query = select(*pk, row_json).where(table.c._raw_data_params == params)
             if after is not None:
                 query = query.where(tuple_(*pk) > tuple_(*after))
-            rows = list((await conn.execute(query.order_by(*pk).limit(limit))).mappings())
-        out = [as_json_row(r) for r in rows]
-        last = [rows[-1][c.name] for c in pk] if rows else after
-        if rows and any(isinstance(v, datetime.datetime) for v in last):
-            last = [v.isoformat() if isinstance(v, datetime.datetime) else v for v in last]
-        return out, last
+            found = (await conn.execute(query.order_by(*pk).limit(limit))).all()
+        if not found:
+            return [], after
+        last = list(found[-1][: len(pk)])
+        last = [v.isoformat() if isinstance(v, datetime.datetime) else v for v in last]
+        return [r[-1] for r in found], last
 
     async def delete_scope(self, name: str, params: str) -> None:
         table = self.table(name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
+from plugin_sdk._json import dumps
 from plugin_sdk._tables import TableSpec
 
 _TYPES: dict[str, Any] = {
@@ -104,58 +104,72 @@ def _parse_datetime(value: Any) -> datetime.datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime.datetime):
-        return value
-    if isinstance(value, int | float):
+        parsed = value
+    elif isinstance(value, int | float):
         return datetime.datetime.fromtimestamp(value, datetime.UTC)
-    text_ = str(value).replace("Z", "+00:00")
-    parsed = datetime.datetime.fromisoformat(text_)
+    else:
+        parsed = datetime.datetime.fromisoformat(value)  # 3.11 reads "Z" too
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
+def _to_json(value: Any) -> Any:
+    return value if isinstance(value, str) else dumps(value)
+
+
+def _to_int(value: Any) -> Any:
+    return None if value == "" else int(value)
+
+
+def _to_float(value: Any) -> Any:
+    return None if value == "" else float(value)
+
+
 def coercer(spec: TableSpec) -> Any:
-    """A function turning one JSON row into column values of `spec` (unknown keys refused)."""
+    """A function turning one JSON row into column values of `spec` (unknown keys refused).
+
+    It runs once per row written, so it converts only what is not already of the
+    column's type: most values arrive right.
+    """
     kinds = spec.all_columns
-    converters: dict[str, Any] = {}
+    columns = frozenset(kinds)
+    defaults = dict.fromkeys(kinds)
+    fix: list[tuple[str, type | tuple[type, ...], Any]] = []
     for name, kind in kinds.items():
         if kind == "datetime":
-            converters[name] = _parse_datetime
+            fix.append((name, datetime.datetime, _parse_datetime))
         elif kind == "json":
-            converters[name] = lambda v: v if v is None or isinstance(v, str) else json.dumps(v)
+            fix.append((name, str, _to_json))
         elif kind == "bool":
-            converters[name] = lambda v: None if v is None else bool(v)
+            fix.append((name, bool, bool))
         elif kind in ("int", "bigint"):
-            converters[name] = lambda v: None if v is None or v == "" else int(v)
+            fix.append((name, int, _to_int))
         elif kind == "float":
-            converters[name] = lambda v: None if v is None or v == "" else float(v)
-        elif kind in ("string", "text"):
-            converters[name] = lambda v: None if v is None else str(v)
-    defaults = dict.fromkeys(kinds)
+            fix.append((name, float, _to_float))
+        else:
+            fix.append((name, str, str))
+    datetimes = [(n, t, f) for n, t, f in fix if t is datetime.datetime]
+    others = [(n, t, f) for n, t, f in fix if t is not datetime.datetime]
+    primary_key = spec.primary_key
 
     def coerce(row: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = [k for k in row if k not in kinds]
-        if unknown:
+        if not columns.issuperset(row):
+            unknown = sorted(set(row) - columns)
             raise KeyError(
                 f"table {spec.name} has no column(s) {unknown}; its columns are {sorted(kinds)}"
             )
         out = dict(defaults)
-        for key, value in row.items():
-            out[key] = converters[key](value)
-        missing = [k for k in spec.primary_key if out[k] is None]
-        if missing:
-            raise KeyError(f"a row for {spec.name} lacks its primary key column(s) {missing}")
+        out.update(row)
+        for name, _, fn in datetimes:
+            value = out[name]
+            if value is not None:
+                out[name] = fn(value)  # always: a datetime may lack its zone
+        for name, kind, fn in others:
+            value = out[name]
+            if value is not None and type(value) is not kind:
+                out[name] = fn(value)
+        for key in primary_key:
+            if out[key] is None:
+                raise KeyError(f"a row for {spec.name} lacks its primary key column {key!r}")
         return out
 
     return coerce
-
-
-def as_json_row(row: Mapping[str, Any]) -> str:
-    """A database row as the JSON a plugin receives (datetimes in ISO 8601)."""
-    return json.dumps({k: _jsonable(v) for k, v in row.items()}, separators=(",", ":"))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.UTC)
-        return value.isoformat()
-    return value
