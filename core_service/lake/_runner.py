@@ -580,9 +580,10 @@ class PipelineRunner:
         checkpoint = json.loads(row["checkpoint_json"]) if row["checkpoint_json"] else None
         state = {} if task.full_sync else await self._load_state(task.plugin, params, name)
         input_table = sub["input_table"]
-        if checkpoint is None and sub["kind"] == "collector" and not input_table:
-            if task.full_sync or not state:
-                # A fresh full collection replaces what an earlier run collected.
+        if checkpoint is None and sub["kind"] == "collector":
+            # A fresh full collection replaces what an earlier run collected; a collector
+            # driven by parent rows asks again for every parent, so it always starts clean.
+            if task.full_sync or not state or input_table:
                 await self.store.delete_scope(sub["output_tables"][0], params)
         await self._set_subtask(
             task.id,
