@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from core_service import __version__
-from core_service.cli import _develop, _lake, _plugin, _toolchain
+from core_service.cli import _develop, _lake, _plugin, _serve, _toolchain
 from core_service.cli._common import call_wrapped, setup_logging
 
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _toolchain.register(sub)
     _lake.register(sub)
+    _serve.register(sub)
     _plugin.register(sub)
     _develop.register(sub)
     return parser

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from core_service import metrics
 from core_service.errors import HandshakeError, PluginCrashed, PluginGaveUp, PluginHostError
 from core_service.host._discovery import PluginManifest
 from core_service.host._process import CHANNEL_OPTIONS, Endpoint, PluginProcess, describe_exit
@@ -58,8 +59,12 @@ class PluginHandle:
         """Run one call; a failure of the transport becomes a clear, typed error."""
         client = await self.client()
         self.calls += 1
+        started = time.perf_counter()
+        outcome = "error"
         try:
-            return await fn(client)
+            result = await fn(client)
+            outcome = "ok"
+            return result
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -75,6 +80,9 @@ class PluginHandle:
         except PluginError:
             self.failures += 1
             raise
+        finally:
+            metrics.plugin_calls.inc(self.name, outcome)
+            metrics.plugin_latency.observe(time.perf_counter() - started, self.name)
 
     async def _unavailable(self, exc: PluginUnavailable) -> Exception:
         return exc
@@ -223,6 +231,7 @@ class ManagedPlugin(PluginHandle):
                         return
                     await self._spawn()
                 self.restarts += 1
+                metrics.plugin_restarts.inc(self.name)
                 log.info(
                     "plugin %s restarted (pid %s)", self.name, self.process and self.process.pid
                 )

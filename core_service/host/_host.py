@@ -121,7 +121,7 @@ class PluginHost:
         self.start_timeout = start_timeout
         self.call_timeout = call_timeout
         self.health_interval = health_interval
-        self.restart = restart
+        self.restart_policy = restart
         self.transport = transport
         self.auto_mtls = auto_mtls
         self.init_config = dict(init_config or {})
@@ -131,6 +131,18 @@ class PluginHost:
 
     def names(self) -> list[str]:
         return sorted({*self.manifests, *self.reattach, *self.remotes})
+
+    def require(self, name: str) -> None:
+        """Raise PluginNotFound (with a suggestion) unless `name` is a known plugin."""
+        if name not in self.names():
+            raise PluginNotFound(self._not_found(name), plugin=name)
+
+    async def restart(self, name: str) -> PluginHandle:
+        """Stop a plugin this host started and start it again (a new process)."""
+        handle = self._handles.pop(name, None)
+        if handle is not None:
+            await handle.stop()
+        return await self.get(name)
 
     def manifest(self, name: str) -> PluginManifest:
         try:
@@ -193,7 +205,7 @@ class PluginHost:
                 start_timeout=self.start_timeout,
                 call_timeout=self.call_timeout,
                 health_interval=self.health_interval,
-                restart=self.restart,
+                restart=self.restart_policy,
                 transport=self.transport,
                 auto_mtls=self.auto_mtls,
                 init_config=self.init_config,

@@ -290,6 +290,18 @@ class PipelineRunner:
             return int(pid) == os.getpid() and False
         return False
 
+    async def mark_interrupted(self, pipeline_id: int) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(
+                update(pipelines)
+                .where(pipelines.c.id == pipeline_id)
+                .values(
+                    status="pending",
+                    owner="",
+                    message="interrupted by a core shutdown; it resumes when a core starts",
+                )
+            )
+
     async def resumable(self) -> list[int]:
         """Pipelines left 'running' by a core that died: what a restarted service resumes."""
         async with self.db.connect() as conn:
@@ -631,7 +643,7 @@ class PipelineRunner:
                         pending[ev.table].extend(ev.rows)
                     if ev.checkpoint:
                         records += await self.store.commit_batch(
-                            task.id, name, params, pending, ev.checkpoint
+                            task.id, name, params, pending, ev.checkpoint, plugin=task.plugin
                         )
                         pending = defaultdict(list)
                         if input_table:

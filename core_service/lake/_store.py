@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core_service import metrics
 from core_service.errors import DtmError
 from core_service.lake._schema import domain_tables, plugin_tables, subtasks
 from core_service.lake._tables import coercer, ensure, raw_table, sql_table
@@ -189,12 +190,15 @@ class LakeStore:
         params: str,
         rows_by_table: Mapping[str, list[str]],
         checkpoint: str,
+        plugin: str = "",
     ) -> int:
         """Write a batch's rows and its checkpoint in one transaction; return rows written."""
         written = 0
         async with self.db.begin() as conn:
             for name, rows in rows_by_table.items():
-                written += await self.write(conn, name, rows, params)
+                count = await self.write(conn, name, rows, params)
+                written += count
+                metrics.records_written.inc(plugin, name, amount=count)
             await conn.execute(
                 update(subtasks)
                 .where(subtasks.c.task_id == task_id, subtasks.c.name == subtask)
