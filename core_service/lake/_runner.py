@@ -668,6 +668,12 @@ class PipelineRunner:
         stopper = asyncio.create_task(cancel.wait())
         try:
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # We are being cancelled (a core shutting down): stop the stream with us.
+            consumer.cancel()
+            with contextlib.suppress(BaseException):
+                await consumer
+            raise
         finally:
             stopper.cancel()
         if not consumer.done():
