@@ -241,7 +241,7 @@ class PipelineRunner:
     async def prepare_rerun(self, pipeline_id: int, failed_only: bool) -> None:
         """Reset what a rerun runs again: everything, or only what did not finish."""
         info = await self.get(pipeline_id)
-        if info["status"] == "running" and not self._stale(info):
+        if info["status"] == "running" and not self._stale(info) and info["owner"] != self.owner:
             raise PipelineError(
                 f"pipeline {pipeline_id} is running ({info['owner']}); cancel it first"
             )
@@ -296,21 +296,25 @@ class PipelineRunner:
                 update(pipelines)
                 .where(pipelines.c.id == pipeline_id)
                 .values(
-                    status="pending",
+                    status="interrupted",
                     owner="",
                     message="interrupted by a core shutdown; it resumes when a core starts",
                 )
             )
 
     async def resumable(self) -> list[int]:
-        """Pipelines left 'running' by a core that died: what a restarted service resumes."""
+        """Pipelines a starting core should resume: interrupted by a shutdown, or left
+        'running' by a core that died (its process is gone, or its heartbeat stopped)."""
         async with self.db.connect() as conn:
             rows = (
                 (
                     await conn.execute(
-                        select(pipelines.c.id, pipelines.c.owner, pipelines.c.heartbeat_at).where(
-                            pipelines.c.status.in_(["running", "pending"])
-                        )
+                        select(
+                            pipelines.c.id,
+                            pipelines.c.status,
+                            pipelines.c.owner,
+                            pipelines.c.heartbeat_at,
+                        ).where(pipelines.c.status.in_(["running", "interrupted"]))
                     )
                 )
                 .mappings()
@@ -321,7 +325,8 @@ class PipelineRunner:
             beat = r["heartbeat_at"]
             if beat is not None and beat.tzinfo is None:
                 beat = beat.replace(tzinfo=UTC)
-            if self._stale(dict(r)) or beat is None or now() - beat > STALE_AFTER:
+            stale = self._stale(dict(r)) or beat is None or now() - beat > STALE_AFTER
+            if r["status"] == "interrupted" or stale:
                 out.append(int(r["id"]))
         return out
 

@@ -54,7 +54,8 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # A small pool: opening a connection runs the pragmas below, which costs
             # more than most statements. Connections belong to this engine's loop.
-            kwargs["pool_size"] = 4
+            if path and path != ":memory:":
+                kwargs["pool_size"] = 4
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True
