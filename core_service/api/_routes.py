@@ -44,7 +44,7 @@ TASK = {
         "plugin": NAME,
         "options": {"type": "object"},
         "subtasks": {"type": "array", "items": NAME},
-        "connection": {"type": ["string", "integer"]},
+        "connection": {"type": ["string", "integer", "null"]},
         "fullSync": {"type": "boolean"},
     },
 }

@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON of standalone plugins to use instead of starting them "
         "(default: $DTM_REATTACH_PLUGINS)",
     )
+    parser.add_argument(
+        "--server",
+        default=None,
+        help="drive a running core at this URL instead of working here (default: $DTM_SERVER); "
+        "the token comes from $DTM_API_TOKEN, never from the command line",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _toolchain.register(sub)
     _lake.register(sub)

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
-from core_service.cli._common import UsageError, add_output, err, out, print_json, run
-from core_service.host import PluginHost
-from core_service.lake import PipelineRunner, load_plan
-from core_service.store import Database
+from core_service.cli._backend import backend
+from core_service.cli._common import UsageError, add_output, out, print_json, run
+from core_service.lake import load_plan
 
 T = TypeVar("T")
 ENV_DATABASE = "DTM_DATABASE_URL"
@@ -91,26 +86,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def database_url(ns: argparse.Namespace) -> str:
-    return str(ns.database or os.environ.get(ENV_DATABASE) or "devstream.db")
-
-
-@asynccontextmanager
-async def _runner(ns: argparse.Namespace, progress: Any = None) -> AsyncIterator[PipelineRunner]:
-    async with (
-        Database(database_url(ns)) as db,
-        PluginHost(plugin_dirs=ns.plugin_dir, reattach=ns.reattach) as host,
-    ):
-        yield PipelineRunner(db, host, progress=progress)
-
-
-def _with_runner(
-    ns: argparse.Namespace, body: Callable[[PipelineRunner], Awaitable[T]], progress: Any = None
-) -> T:
-    async def main() -> T:
-        async with _runner(ns, progress) as runner:
-            return await body(runner)
-
-    return run(main)
+    return str(getattr(ns, "database", None) or os.environ.get(ENV_DATABASE) or "devstream.db")
 
 
 class PipelineDisplay:
@@ -151,33 +127,11 @@ class PipelineDisplay:
                 )
 
 
-async def _run_with_signals(runner: PipelineRunner, pipeline_id: int) -> str:
-    cancel = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(sig: signal.Signals) -> None:
-        if not cancel.is_set():
-            err.print(
-                f"\n{sig.name}: stopping; what was written stays, "
-                f"`dtm pipeline rerun {pipeline_id} --failed-only` resumes"
-            )
-        cancel.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        return await runner.run(pipeline_id, cancel)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-
-def _finish(runner_result: tuple[int, str, dict[str, Any]]) -> int:
-    _, status, info = runner_result
+def _finish(info: dict[str, Any]) -> int:
     _print_status(info)
-    if status == "done":
+    if info["status"] == "done":
         return 0
-    return 130 if status == "cancelled" else 1
+    return 130 if info["status"] == "cancelled" else 1
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
@@ -188,30 +142,28 @@ def cmd_run(ns: argparse.Namespace) -> int:
                 task.full_sync = True
     display = PipelineDisplay()
 
-    async def body(runner: PipelineRunner) -> tuple[int, str, dict[str, Any]]:
-        pipeline_id = await runner.create(plan)
+    def started(pipeline_id: int) -> None:
         out.print(f"pipeline {pipeline_id} ({plan.name}) started", highlight=False)
-        with display.progress:
-            status = await _run_with_signals(runner, pipeline_id)
-        return pipeline_id, status, await runner.get(pipeline_id)
 
-    return _finish(_with_runner(ns, body, progress=display))
+    async def main() -> dict[str, Any]:
+        with display.progress:
+            return await backend(ns, display).run_pipeline(plan, started)
+
+    return _finish(run(main))
 
 
 def cmd_rerun(ns: argparse.Namespace) -> int:
     display = PipelineDisplay()
 
-    async def body(runner: PipelineRunner) -> tuple[int, str, dict[str, Any]]:
-        await runner.prepare_rerun(ns.id, failed_only=ns.failed_only)
+    async def main() -> dict[str, Any]:
         with display.progress:
-            status = await _run_with_signals(runner, ns.id)
-        return ns.id, status, await runner.get(ns.id)
+            return await backend(ns, display).rerun(ns.id, ns.failed_only)
 
-    return _finish(_with_runner(ns, body, progress=display))
+    return _finish(run(main))
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
-    rows = _with_runner(ns, lambda r: r.recent())
+    rows = run(lambda: backend(ns).recent())
     if ns.output == "json":
         print_json(rows)
         return 0
@@ -253,7 +205,7 @@ def _print_status(info: dict[str, Any]) -> None:
 
 
 def cmd_status(ns: argparse.Namespace) -> int:
-    info = _with_runner(ns, lambda r: r.get(ns.id))
+    info = run(lambda: backend(ns).get(ns.id))
     if ns.output == "json":
         print_json(info)
     else:
@@ -262,35 +214,23 @@ def cmd_status(ns: argparse.Namespace) -> int:
 
 
 def cmd_cancel(ns: argparse.Namespace) -> int:
-    async def body(runner: PipelineRunner) -> dict[str, Any]:
-        await runner.request_cancel(ns.id)
-        return await runner.get(ns.id)
-
-    info = _with_runner(ns, body)
+    info = run(lambda: backend(ns).cancel(ns.id))
     out.print(f"pipeline {ns.id}: cancel requested (status {info['status']})")
     return 0
 
 
 def cmd_connection_add(ns: argparse.Namespace) -> int:
-    secrets: dict[str, str] = {}
+    body: dict[str, Any] = {"plugin": ns.plugin, "name": ns.name, "endpoint": ns.endpoint}
     if ns.token_env:
         token = os.environ.get(ns.token_env)
         if not token:
             raise UsageError(f"--token-env {ns.token_env}: that environment variable is not set")
-        secrets["token"] = token
-    options: dict[str, Any] = {}
+        body["token"] = token
     if ns.proxy:
-        options["proxy"] = ns.proxy
+        body["proxy"] = ns.proxy
     if ns.rate_limit_per_hour:
-        options["rateLimitPerHour"] = ns.rate_limit_per_hour
-
-    async def body(runner: PipelineRunner) -> dict[str, Any]:
-        if ns.plugin not in runner.host.names():
-            raise UsageError(f"no plugin named {ns.plugin!r}; `dtm plugin list` shows them")
-        made = await runner.connections.add(ns.plugin, ns.name, ns.endpoint, options, secrets)
-        return made.public()
-
-    made = _with_runner(ns, body)
+        body["rateLimitPerHour"] = ns.rate_limit_per_hour
+    made = run(lambda: backend(ns).add_connection(body))
     out.print(
         f"connection {made['name']} (id {made['id']}) added for {made['plugin']}; "
         f"secrets stored encrypted: {', '.join(made['secrets']) or 'none'}"
@@ -299,7 +239,7 @@ def cmd_connection_add(ns: argparse.Namespace) -> int:
 
 
 def cmd_connection_list(ns: argparse.Namespace) -> int:
-    rows = _with_runner(ns, lambda r: _public(r))
+    rows = run(lambda: backend(ns).connections())
     if ns.output == "json":
         print_json(rows)
         return 0
@@ -312,25 +252,13 @@ def cmd_connection_list(ns: argparse.Namespace) -> int:
     return 0
 
 
-async def _public(runner: PipelineRunner) -> list[dict[str, Any]]:
-    return [c.public() for c in await runner.connections.all()]
-
-
 def cmd_connection_remove(ns: argparse.Namespace) -> int:
-    _with_runner(ns, lambda r: r.connections.remove(ns.name))
+    run(lambda: backend(ns).remove_connection(ns.name))
     out.print(f"connection {ns.name} removed")
     return 0
 
 
 def cmd_connection_test(ns: argparse.Namespace) -> int:
-    async def body(runner: PipelineRunner) -> Any:
-        conn = await runner.connections.get(ns.name)
-        handle = await runner.host.get(conn.plugin)
-        public, secrets = conn.for_plugin()
-        return await handle.call(
-            lambda c: c.handle_api("POST", "/test-connection", connection=public, secrets=secrets)
-        )
-
-    resp = _with_runner(ns, body)
-    print_json({"status": resp.status, **(resp.body or {})})
-    return 0 if resp.status < 400 else 1
+    status, body = run(lambda: backend(ns).test_connection(ns.name))
+    print_json({"status": status, **(body or {})})
+    return 0 if status < 400 else 1

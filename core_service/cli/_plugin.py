@@ -50,9 +50,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sv.set_defaults(func=cmd_serve)
 
 
+def _remote(ns: argparse.Namespace) -> Any:
+    from core_service.cli._backend import RemoteBackend, backend
+
+    chosen = backend(ns)
+    return chosen if isinstance(chosen, RemoteBackend) else None
+
+
 def cmd_list(ns: argparse.Namespace) -> int:
-    found, problems = discover(ns.plugin_dir or ())
-    rows: list[dict[str, Any]] = [m.as_dict() for m in found.values()]
+    remote = _remote(ns)
+    problems: list[str] = []
+    if remote is not None:
+        rows: list[dict[str, Any]] = list(run(lambda: remote.call("GET", "/plugins")))
+    else:
+        found, problems = discover(ns.plugin_dir or ())
+        rows = [m.as_dict() for m in found.values()]
     rows.sort(key=lambda r: r["name"])
     if ns.output == "json":
         print_json(rows)
@@ -60,9 +72,12 @@ def cmd_list(ns: argparse.Namespace) -> int:
     table = Table("name", "version", "protocol", "source", "description")
     for r in rows:
         table.add_row(
-            r["name"], r["version"], ",".join(map(str, r["protocol_versions"])), r["source"],
-            r["description"],
-        )  # fmt: skip
+            r["name"],
+            r.get("version", "-"),
+            ",".join(map(str, r.get("protocol_versions", []))),
+            r.get("source", r.get("mode", "-")),
+            r.get("description", ""),
+        )
     out.print(table)
     out.print(f"this core speaks protocol {','.join(map(str, APP_PROTOCOL_VERSIONS))}")
     for problem in problems:
@@ -71,7 +86,11 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 
 def cmd_describe(ns: argparse.Namespace) -> int:
+    remote = _remote(ns)
+
     async def main() -> dict[str, Any]:
+        if remote is not None:
+            return dict(await remote.call("GET", f"/plugins/{ns.name}"))
         async with make_host(ns) as host:
             handle = await host.get(ns.name)
             return (await handle.info()).as_dict()

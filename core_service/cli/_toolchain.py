@@ -105,6 +105,29 @@ def _config(ns: argparse.Namespace) -> Config:
     return load_config(Path(ns.config_file))
 
 
+def _on_server(ns: argparse.Namespace, action: str) -> Any:
+    """Run a toolchain action on a core service; None when working here."""
+    from core_service.cli._backend import RemoteBackend, backend
+
+    remote = backend(ns)
+    if not isinstance(remote, RemoteBackend):
+        return None
+    _config(ns)  # the file's mistakes are reported here, with its own paths and lines
+    text_ = Path(ns.config_file).read_text()
+    return run(lambda: remote.call("POST", f"/toolchain/{action}", {"config": text_}))
+
+
+def _changes(data: Any) -> list[Change]:
+    return [
+        Change(c["tool"], c["plugin"], c["action"], c["reason"], c["details"])
+        for c in data["changes"]
+    ]
+
+
+def _outcomes(data: Any) -> list[Outcome]:
+    return [Outcome(o["tool"], o["action"], o["result"], o["message"]) for o in data["outcomes"]]
+
+
 def _confirm(ns: argparse.Namespace, question: str) -> None:
     if ns.yes:
         return
@@ -213,6 +236,9 @@ def _run_with(
 def cmd_apply(ns: argparse.Namespace) -> int:
     config = _config(ns)
     _confirm(ns, f"Apply {len(config.tools)} tool(s) from {ns.config_file}")
+    remote = _on_server(ns, "apply")
+    if remote is not None:
+        return _summary(_outcomes(remote), asyncio.Event())
     display = Display(total=len(config.tools))
 
     async def body(tc: Toolchain) -> int:
@@ -250,6 +276,13 @@ def _print_plan(changes: list[Change]) -> None:
 
 
 def cmd_plan(ns: argparse.Namespace) -> int:
+    remote = _on_server(ns, "plan")
+    if remote is not None:
+        if ns.output == "json":
+            print_json(remote["changes"])
+        else:
+            _print_plan(_changes(remote))
+        return 0
     config = _config(ns)
 
     async def body(tc: Toolchain) -> list[Change]:
@@ -266,14 +299,18 @@ def cmd_plan(ns: argparse.Namespace) -> int:
 
 
 def cmd_verify(ns: argparse.Namespace) -> int:
-    config = _config(ns)
+    remote = _on_server(ns, "plan")
+    if remote is not None:
+        changes = _changes(remote)
+    else:
+        config = _config(ns)
 
-    async def body(tc: Toolchain) -> list[Change]:
-        state = await tc.store.load()
-        await tc.check(state)
-        return await tc.plan(state)
+        async def body(tc: Toolchain) -> list[Change]:
+            state = await tc.store.load()
+            await tc.check(state)
+            return await tc.plan(state)
 
-    changes = _run_with(ns, config, body)
+        changes = _run_with(ns, config, body)
     pending = [c for c in changes if c.action != NOOP]
     if not pending:
         out.print(f"Verified: all {len(changes)} tool(s) match the config.")
@@ -286,6 +323,9 @@ def cmd_verify(ns: argparse.Namespace) -> int:
 def cmd_delete(ns: argparse.Namespace) -> int:
     config = _config(ns)
     _confirm(ns, f"Delete the {len(config.tools)} tool(s) of {ns.config_file}")
+    remote = _on_server(ns, "delete")
+    if remote is not None:
+        return _summary(_outcomes(remote), asyncio.Event())
     display = Display(total=len(config.tools))
 
     async def body(tc: Toolchain) -> int:
