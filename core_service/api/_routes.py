@@ -123,7 +123,7 @@ async def _json_body(request: web.Request, schema: dict[str, Any] | None) -> Any
 
 def _int(request: web.Request, key: str) -> int:
     raw = request.match_info[key]
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise ApiError(400, "bad_request", f"{key} must be a whole number, got {raw!r}")
     return int(raw)
 

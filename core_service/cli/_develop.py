@@ -23,7 +23,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--dir", default=None, help="where to put it (default: the plugins folder)")
     c.add_argument("--description", default="", help="one line on what it manages")
     c.add_argument("--force", action="store_true", help="overwrite an existing folder")
+    c.add_argument(
+        "--data",
+        action="store_true",
+        help="a data-lake plugin (collectors, extractors, converters)",
+    )
     c.set_defaults(func=cmd_create_plugin)
+    for kind in ("collector", "extractor", "converter"):
+        g = s.add_parser(f"create-{kind}", help=f"add a {kind} subtask (and its test) to a plugin")
+        g.add_argument("plugin", help="the data plugin's name")
+        g.add_argument("entity", help="what it handles, e.g. committer (lower case)")
+        if kind == "converter":
+            g.add_argument("--domain", default="accounts", help="the domain table it writes")
+        g.set_defaults(func=cmd_create_subtask, kind=kind)
     v = s.add_parser("validate-plugin", help="check a plugin's layout, manifest and handshake")
     v.add_argument("--name", required=True)
     v.set_defaults(func=cmd_validate_plugin)
@@ -56,7 +68,9 @@ def cmd_create_plugin(ns: argparse.Namespace) -> int:
         "tests_path": str(target / "tests"),
         "root_depth": str(len(module.split(".")) + 1),
     }
-    written = render_tree(resources.files("plugin_sdk") / "templates" / "resource", target, values)
+    values["table_prefix"] = ns.name.replace("-", "_")
+    kind = "data" if ns.data else "resource"
+    written = render_tree(resources.files("plugin_sdk") / "templates" / kind, target, values)
     out.print(f"created plugin [bold]{ns.name}[/bold] in {target}:")
     for path in written:
         out.print(f"  {path.relative_to(target.parent)}")
@@ -147,3 +161,82 @@ def report(checks: list[tuple[bool, str]]) -> int:
         mark = "[green]ok[/green]  " if ok else "[red]FAIL[/red]"
         out.print(f"{mark} {text}", highlight=False)
     return 0 if all(ok for ok, _ in checks) else 1
+
+
+_MARKERS = {
+    "method": (
+        "    # dtm develop create-collector/-extractor/-converter add subtasks below this line"
+    ),
+    "table": "        # dtm develop create-extractor adds tool tables above this line",
+}
+
+
+def cmd_create_subtask(ns: argparse.Namespace) -> int:
+    """Append a decorated subtask to a data plugin's class, and a test of it."""
+    import re
+
+    from plugin_sdk import domain
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", ns.entity):
+        raise UsageError(f"entity {ns.entity!r}: use lower case letters, digits and _")
+    found, _ = discover(ns.plugin_dir or ())
+    manifest = found.get(ns.plugin)
+    if manifest is None:
+        raise UsageError(
+            f"no plugin named {ns.plugin!r}; make one with "
+            f"`dtm develop create-plugin --name {ns.plugin} --data`"
+        )
+    source = manifest.path / "plugin.py"
+    text = source.read_text() if source.exists() else ""
+    if _MARKERS["method"] not in text:
+        raise UsageError(
+            f"{source} has no line `{_MARKERS['method'].strip()}`: it was not made "
+            "by `dtm develop create-plugin --data`; add the subtask by hand"
+        )
+    verb = {"collector": "collect", "extractor": "extract", "converter": "convert"}[ns.kind]
+    method = f"{verb}_{ns.entity}"
+    if re.search(rf"def {method}\(", text):
+        raise UsageError(f"{source} already has {method}")
+    domain_table = getattr(ns, "domain", "accounts")
+    if ns.kind == "converter" and domain_table not in domain.BY_NAME:
+        raise UsageError(
+            f"--domain {domain_table!r} is not a domain table; "
+            f"choose one of {sorted(domain.BY_NAME)}"
+        )
+    columns = domain.BY_NAME[domain_table].columns if ns.kind == "converter" else {}
+    extra = ""
+    if "user_name" in columns:
+        extra = ', "user_name": row.get("name"), "full_name": row.get("name")'
+    elif "name" in columns:
+        extra = ', "name": row.get("name")'
+    pkg = manifest.path.name
+    module = manifest.command[2] if manifest.command[1:2] == ("-m",) else pkg
+    values = {
+        "plugin_name": ns.plugin,
+        "entity": ns.entity,
+        "module": module,
+        "table_prefix": ns.plugin.replace("-", "_"),
+        "class_name": "".join(p.capitalize() for p in pkg.split("_")) + "Plugin",
+        "entity_class": "".join(p.capitalize() for p in ns.entity.split("_")),
+        "domain": domain_table,
+        "domain_extra": extra,
+    }
+    class_match = re.search(r"^class (\w+)\(Plugin\):", text, re.MULTILINE)
+    if class_match:
+        values["class_name"] = class_match.group(1)
+    templates = resources.files("plugin_sdk") / "templates" / "subtasks"
+
+    def render(name: str) -> str:
+        return string.Template((templates / name).read_text()).substitute(values)
+
+    if ns.kind == "extractor":
+        if _MARKERS["table"] not in text:
+            raise UsageError(f"{source} has no line `{_MARKERS['table'].strip()}`")
+        text = text.replace(_MARKERS["table"], render("table.py.tmpl") + _MARKERS["table"])
+    text = text.rstrip("\n") + "\n" + render(f"{ns.kind}.py.tmpl")
+    source.write_text(text)
+    test = manifest.path / "tests" / f"test_{ns.entity}_{ns.kind}.py"
+    test.parent.mkdir(exist_ok=True)
+    test.write_text(render(f"test_{ns.kind}.py.tmpl"))
+    out.print(f"added {method} to {source} and its test {test}", highlight=False)
+    return 0

@@ -87,3 +87,30 @@ def test_validate_plugin_reports_a_broken_manifest(tmp_path: Path) -> None:
 def test_bad_plugin_name_is_refused() -> None:
     proc = dtm("develop", "create-plugin", "--name", "9lives")
     assert proc.returncode == 2 and "must start with a letter" in proc.stderr
+
+
+def test_data_plugin_scaffold_and_subtask_generators(tmp_path: Path) -> None:
+    env = {"DTM_PLUGIN_DIRS": str(tmp_path)}
+    made = dtm("develop", "create-plugin", "--name", "icla2", "--data", "--dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    for kind in ("collector", "extractor", "converter"):
+        added = dtm("develop", f"create-{kind}", "icla2", "committer", env=env)
+        assert added.returncode == 0, added.stderr
+        assert f"committer to {tmp_path / 'icla2' / 'plugin.py'}" in added.stdout
+    twice = dtm("develop", "create-collector", "icla2", "committer", env=env)
+    assert twice.returncode == 2 and "already has collect_committer" in twice.stderr
+    bad = dtm("develop", "create-converter", "icla2", "x", "--domain", "nope", env=env)
+    assert bad.returncode == 2 and "is not a domain table" in bad.stderr
+    described = json.loads(dtm("plugin", "describe", "icla2", "-o", "json", env=env).stdout)
+    assert [(s["name"], s["kind"]) for s in described["subtasks"]] == [
+        ("collect_committer", "collector"),
+        ("extract_committer", "extractor"),
+        ("convert_committer", "converter"),
+    ]
+    assert [t["name"] for t in described["tables"]] == ["_tool_icla2_committer"]
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "icla2/tests"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "5 passed" in tests.stdout
