@@ -12,3 +12,9 @@ echo
 echo "== a second plan finds nothing to do"
 $DTM plan -f examples/quickstart.yaml
 $DTM verify -f examples/quickstart.yaml
+echo
+echo "== engineering data lake: examples/gitlake.yaml (this repository's history)"
+LAKE=examples/.quickstart/lake.db
+$DTM pipeline run -f examples/gitlake.yaml --database "$LAKE"
+echo "summary of the domain layer:"
+.venv/bin/python scripts/lake_summary.py "$LAKE"
