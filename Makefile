@@ -20,7 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	@bash scripts/demo.sh
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -64,7 +64,7 @@ def to_response(exc: BaseException) -> web.Response:
     if isinstance(exc, PermissionDenied):
         return error_response(403, "permission_denied", str(exc))
     if isinstance(exc, Unimplemented):
-        return error_response(501, "unimplemented", str(exc))
+        return error_response(404, "unimplemented", str(exc))
     if isinstance(exc, PluginCrashed | PluginError):
         return error_response(502, "plugin_failed", str(exc))
     if isinstance(exc, ManifestError | LakeError | DtmError):

@@ -147,9 +147,13 @@ class Core:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
-        for name in sorted(self.host.remotes):
+        async def remote(name: str) -> tuple[str, str]:
             handle = await self.host.get(name)
-            checks[f"plugin:{name}"] = "ok" if await handle.health() else "not serving"
+            serving = await handle.health(timeout=3.0)
+            return f"plugin:{name}", "ok" if serving else "not serving"
+
+        # At once, not one after another: a probe has a deadline.
+        checks.update(await asyncio.gather(*(remote(n) for n in sorted(self.host.remotes))))
         for name, handle in self.host.handles().items():
             if isinstance(handle, ManagedPlugin):
                 checks[f"plugin:{name}"] = "ok" if handle.status()["alive"] else "restarting"

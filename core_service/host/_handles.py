@@ -92,12 +92,12 @@ class PluginHandle:
             self._info = await self.call(lambda c: c.metadata())
         return self._info
 
-    async def health(self) -> bool:
+    async def health(self, timeout: float = 5.0) -> bool:
         try:
             client = await self.client()
         except PluginHostError:
             return False
-        return await client.health()
+        return await client.health(timeout=timeout)
 
     def status(self) -> dict[str, Any]:
         return {
