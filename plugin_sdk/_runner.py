@@ -81,9 +81,7 @@ async def run_collector(
             yield flush(buffer, user_checkpoint, since_checkpoint)
             buffer = []
         if ctx._progress:
-            current, of = ctx._progress[-1]
-            ctx._progress.clear()
-            yield Output("progress", current=current, total=of)
+            yield _progress(ctx)
     for at, value in ctx._pending_checkpoints:
         keep = max(0, len(buffer) - (ctx._emitted - at))
         yield flush(buffer[:keep], value, 0)
@@ -92,7 +90,7 @@ async def run_collector(
     ctx._pending_checkpoints.clear()
     yield flush(buffer, user_checkpoint, since_checkpoint)
     if ctx._progress:
-        yield Output("progress", current=ctx._progress[-1][0], total=ctx._progress[-1][1])
+        yield _progress(ctx)
     yield Output("done", state=_dumps(ctx._new_state) if ctx._new_state else "", records=total)
 
 
@@ -150,9 +148,7 @@ async def run_transform(
             yield Output("batch", table=name, rows=produced_rows)
         yield Output("batch", table="", rows=[], checkpoint=checkpoint or _dumps(None))
         if ctx._progress:
-            current, of = ctx._progress[-1]
-            ctx._progress.clear()
-            yield Output("progress", current=current, total=of)
+            yield _progress(ctx)
     yield Output("done", state=_dumps(ctx._new_state) if ctx._new_state else "", records=total)
 
 
@@ -176,10 +172,15 @@ async def _run_child_collector(
         total += len(out)
         yield Output("batch", table=table, rows=out, checkpoint=checkpoint or _dumps(None))
         if ctx._progress:
-            current, of = ctx._progress[-1]
-            ctx._progress.clear()
-            yield Output("progress", current=current, total=of)
+            yield _progress(ctx)
     yield Output("done", state=_dumps(ctx._new_state) if ctx._new_state else "", records=total)
+
+
+def _progress(ctx: SubtaskContext) -> Output:
+    """The latest progress the subtask reported; earlier ones are superseded."""
+    current, total = ctx._progress[-1]
+    ctx._progress.clear()
+    return Output("progress", current=current, total=total)
 
 
 def _maybe_json(value: Any) -> Any:
