@@ -114,3 +114,23 @@ def test_data_plugin_scaffold_and_subtask_generators(tmp_path: Path) -> None:
     )  # fmt: skip
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "5 passed" in tests.stdout
+
+
+def test_a_pip_installed_plugin_is_found_through_its_entry_point(tmp_path: Path) -> None:
+    """A distribution declaring `devstream.plugins` is listed and runs like a built-in one."""
+    made = dtm("develop", "create-plugin", "--name", "pipthing", "--dir", str(tmp_path / "src"))
+    assert made.returncode == 0, made.stderr
+    site = tmp_path / "site"
+    site.mkdir()
+    (tmp_path / "src" / "pipthing").rename(site / "pipthing")
+    dist = site / "pipthing-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pipthing\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[devstream.plugins]\npipthing = pipthing\n")
+    env = {"PYTHONPATH": str(site)}
+    rows = {r["name"]: r for r in json.loads(dtm("plugin", "list", "-o", "json", env=env).stdout)}
+    assert rows["pipthing"]["source"] == "entry-point:pipthing"
+    options = json.dumps({"name": "x", "directory": str(tmp_path / "out")})
+    created = dtm("plugin", "call", "pipthing", "Create", "--options", options, env=env)
+    assert created.returncode == 0, created.stderr
+    assert (tmp_path / "out" / "x.json").exists()
