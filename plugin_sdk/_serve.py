@@ -42,6 +42,9 @@ from plugin_sdk._protocol import (
 )
 
 _handshake_fd: int | None = None
+# Taken as early as possible: if the parent dies before serve() gets going, getppid()
+# would already name init, and the death would go unnoticed.
+_parent_pid = os.getppid()
 
 
 def _guard_stdout() -> None:
@@ -323,7 +326,7 @@ async def _serve(instance: Any, name: str, opts: ServeOptions) -> None:
         line = handshake_line(opts.app_version, opts.transport, address, server_cert_field)
         fd = _handshake_fd if _handshake_fd is not None else sys.stdout.fileno()
         os.write(fd, (line + "\n").encode())
-        watcher = asyncio.create_task(_watch_parent(os.getppid(), stop))
+        watcher = asyncio.create_task(_watch_parent(_parent_pid, stop))
     else:
         _print_standalone(name, instance.version, opts, address)
     log.info("serving %s on %s:%s (protocol %d)", name, opts.transport, address, opts.app_version)
