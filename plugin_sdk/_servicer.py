@@ -79,18 +79,19 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
     async def _abort(
         self, wire: str, context: grpc.aio.ServicerContext[Any, Any], err: Exception
     ) -> None:
-        """The one place an exception becomes a gRPC status; abort raises."""
-        if isinstance(err, NotImplementedError):
-            exc: PluginError = Unimplemented(f"does not implement {wire}", plugin=self.name)
-        elif isinstance(err, PluginError):
-            err.plugin = err.plugin or self.name
-            exc = err
-        else:
-            log.error("%s failed", wire, exc_info=err)
-            exc = PluginInternalError(
-                f"{wire} failed: {type(err).__name__}: {err}", plugin=self.name
-            )
+        """Abort the call with the status an exception stands for; abort raises."""
+        exc = self._as_plugin_error(wire, err)
         await context.abort(exc.code, str(exc), trailing_metadata=error_metadata(exc))
+
+    def _as_plugin_error(self, wire: str, err: Exception) -> PluginError:
+        """The one place an exception becomes the PluginError sent as a gRPC status."""
+        if isinstance(err, NotImplementedError):
+            return Unimplemented(f"does not implement {wire}", plugin=self.name)
+        if isinstance(err, PluginError):
+            err.plugin = err.plugin or self.name
+            return err
+        log.error("%s failed", wire, exc_info=err)
+        return PluginInternalError(f"{wire} failed: {type(err).__name__}: {err}", plugin=self.name)
 
     async def GetMetadata(
         self, request: pb.GetMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -278,7 +279,12 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
             async for out in outputs:
                 yield _to_proto(out)
         except Exception as exc:
-            await self._abort("RunSubtask", context, exc)
+            # A streaming handler ends with its status set, not by abort(): abort from
+            # inside a response generator can reach the client as a bare INTERNAL.
+            error = self._as_plugin_error("RunSubtask", exc)
+            context.set_code(error.code)
+            context.set_details(str(error))
+            context.set_trailing_metadata(error_metadata(error))
 
 
 async def _input_batches(request_iterator: Any) -> AsyncIterator[tuple[str, list[str], str]]:

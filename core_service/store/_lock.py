@@ -107,6 +107,12 @@ class StateLock:
 
     async def _held_message(self) -> str:
         info = await self.info()
+        for _ in range(10):
+            # On PostgreSQL the holder writes who it is just after it takes the lock.
+            if info is not None:
+                break
+            await asyncio.sleep(0.1)
+            info = await self.info()
         if info is None:
             return f"the state {self.namespace!r} is locked by another process"
         since = info["acquired_at"]

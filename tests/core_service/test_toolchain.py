@@ -285,19 +285,21 @@ def dtm(*args: str, **kw: Any) -> subprocess.Popen[str]:
 def test_two_processes_applying_at_once_never_interleave(tmp_path: Path, db_url: str) -> None:
     cfg = write_config(tmp_path, many_records(tmp_path, 2, slow=2))
     first = dtm("apply", "-f", str(cfg), "--state", db_url, "-y")
-    time.sleep(0.3)
-    deadline = time.monotonic() + 30
-    while first.poll() is None and time.monotonic() < deadline:
-        second = dtm("apply", "-f", str(cfg), "--state", db_url, "-y")
-        out, errs = second.communicate(timeout=60)
-        if second.returncode == 1 and "is locked by" in errs:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the second apply never met the first one's lock")
-    assert "dtm apply since" in errs and "--lock-timeout" in errs
-    out, errs = first.communicate(timeout=60)
-    assert first.returncode == 0, errs
+    try:
+        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while first.poll() is None and time.monotonic() < deadline:
+            second = dtm("apply", "-f", str(cfg), "--state", db_url, "-y")
+            out, errs = second.communicate(timeout=60)
+            if second.returncode == 1 and "is locked by" in errs:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the second apply never met the first one's lock")
+        assert "dtm apply since" in errs and "--lock-timeout" in errs
+    finally:
+        out, first_errs = first.communicate(timeout=60)
+    assert first.returncode == 0, first_errs
     assert "Summary: 2 created" in out
 
 
