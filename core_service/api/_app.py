@@ -36,8 +36,12 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status, "http_error"
+        )
         response = error_response(exc.status, code, exc.reason or exc.text or str(exc))
+        if "Allow" in exc.headers:  # RFC 9110: a 405 names the methods that are allowed
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception as exc:
         response = to_response(exc)
         if response.status >= 500:

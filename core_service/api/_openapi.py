@@ -52,11 +52,16 @@ def document(routes: list[Any]) -> dict[str, Any]:
             }
             for name in re.findall(r"\{(\w+)\}", path)
         ]
+        ok_schema: dict[str, Any] = (
+            {"type": "string"} if route.produces != "application/json" else {}
+        )
         responses: dict[str, Any] = {
-            "200": {"description": "OK", "content": {"application/json": {"schema": {}}}},
+            "200": {"description": "OK", "content": {route.produces: {"schema": ok_schema}}},
             "400": _error("the request is not valid"),
             "404": _error("not found"),
         }
+        if route.body is not None:
+            responses["413"] = _error("the body is larger than the server accepts (2 MiB)")
         for status, what in route.responses.items():
             responses[str(status)] = (
                 _error(what)

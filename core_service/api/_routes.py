@@ -93,6 +93,7 @@ class Route:
     tags: tuple[str, ...] = ()
     public: bool = False  # no token needed (probes, metrics, the document itself)
     responses: dict[int, str] = field(default_factory=dict)
+    produces: str = "application/json"
 
 
 async def _json_body(request: web.Request, schema: dict[str, Any] | None) -> Any:
@@ -409,7 +410,15 @@ ROUTES: list[Route] = [
         public=True,
         responses={503: "not ready"},
     ),
-    Route("GET", "/metrics", metrics_text, "Prometheus metrics", tags=("health",), public=True),
+    Route(
+        "GET",
+        "/metrics",
+        metrics_text,
+        "Prometheus metrics",
+        tags=("health",),
+        public=True,
+        produces="text/plain",
+    ),
     Route("GET", "/openapi.json", openapi, "This document", tags=("meta",), public=True),
     Route("GET", "/plugins", list_plugins, "Installed and remote plugins", tags=("plugins",)),
     Route("GET", "/plugins/{name}", get_plugin, "A plugin's metadata", tags=("plugins",)),
@@ -442,7 +451,7 @@ ROUTES: list[Route] = [
         "Add a connection (secrets write-only)",
         CONNECTION_BODY,
         tags=("connections",),
-        responses={201: "created"},
+        responses={201: "created", 409: "a connection with that name exists"},
     ),
     Route("GET", "/connections/{name}", get_connection, "One connection", tags=("connections",)),
     Route(
@@ -467,7 +476,7 @@ ROUTES: list[Route] = [
         "Create and start a pipeline",
         PIPELINE_BODY,
         tags=("pipelines",),
-        responses={201: "created and started"},
+        responses={201: "created and started", 409: "a connection or plugin conflict"},
     ),
     Route(
         "GET",
@@ -491,7 +500,7 @@ ROUTES: list[Route] = [
         "Run again, or only what failed",
         RERUN_BODY,
         tags=("pipelines",),
-        responses={202: "started"},
+        responses={202: "started", 409: "the pipeline is running"},
     ),
     Route(
         "GET",
@@ -499,6 +508,7 @@ ROUTES: list[Route] = [
         pipeline_events,
         "Live progress (server-sent events)",
         tags=("pipelines",),
+        produces="text/event-stream",
     ),
     Route(
         "POST",
@@ -515,7 +525,7 @@ ROUTES: list[Route] = [
         "Make reality match the config",
         TOOLCHAIN_BODY,
         tags=("toolchain",),
-        responses={207: "some tools failed"},
+        responses={207: "some tools failed", 409: "the state is locked by another apply"},
     ),
     Route(
         "POST",
@@ -524,7 +534,7 @@ ROUTES: list[Route] = [
         "Delete the config's tools",
         TOOLCHAIN_BODY,
         tags=("toolchain",),
-        responses={207: "some tools failed"},
+        responses={207: "some tools failed", 409: "the state is locked by another apply"},
     ),
     Route(
         "GET",
@@ -537,7 +547,7 @@ ROUTES: list[Route] = [
     *(
         Route(
             m,
-            "/plugins/{name}/{path:.+}",
+            "/plugins/{name}/{path:(?!health$|restart$).+}",
             plugin_api,
             "The plugin's own endpoint",
             API_CALL_BODY if m in ("POST", "PUT", "PATCH") else None,

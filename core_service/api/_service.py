@@ -147,6 +147,7 @@ class Core:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
+
         async def remote(name: str) -> tuple[str, str]:
             handle = await self.host.get(name)
             serving = await handle.health(timeout=3.0)

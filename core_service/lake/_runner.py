@@ -15,6 +15,7 @@ import datetime
 import json
 import logging
 import os
+import random
 import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -490,6 +491,7 @@ class PipelineRunner:
             if row["status"] == "done":
                 continue
             attempt = 0
+            progress_mark = row["checkpoint_json"]
             while True:
                 attempt += 1
                 try:
@@ -512,12 +514,23 @@ class PipelineRunner:
                 except DtmError as exc:
                     if not exc.retriable or attempt >= self.max_attempts or cancel.is_set():
                         raise
+                # An attempt that moved the checkpoint made progress: the budget counts
+                # failures in a row, so a rolling upgrade of many replicas does not use it up.
+                mark = (await self._subtask_row(task.id, sub["name"]))["checkpoint_json"]
+                if mark != progress_mark:
+                    progress_mark, attempt = mark, 0
+                delay = min(5.0, 0.25 * 2**attempt) * (0.8 + 0.4 * random.random())
                 log.warning(
-                    "subtask %s of task %d failed (attempt %d); resuming from its checkpoint",
+                    "subtask %s of task %d failed (attempt %d); resuming from its checkpoint "
+                    "in %.1fs",
                     sub["name"],
                     task.id,
                     attempt,
+                    delay,
                 )
+                # Backoff: a channel reconnecting to replicas needs a moment, and retrying
+                # at once would spend every attempt within milliseconds.
+                await asyncio.sleep(delay)
             await self._set_task(task.id, progress=(position + 1) / len(chosen))
 
     @staticmethod
