@@ -6,7 +6,6 @@ it is the one place where a gRPC status becomes a PluginError.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import grpc
 
 from plugin_sdk._errors import PluginError, PluginInternalError, error_from_status
+from plugin_sdk._json import dumps_sorted, loads
 from plugin_sdk._plugin import ApiResponse
 from plugin_sdk._proto import plugin_pb2 as pb
 from plugin_sdk._proto import plugin_pb2_grpc as pb_grpc
@@ -83,11 +83,11 @@ class SubtaskEvent:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return dumps_sorted(value)
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text) if text else None
+    return loads(text) if text else None
 
 
 class PluginClient:

@@ -14,5 +14,10 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value, default=str, option=_OPTIONS).decode()
 
 
+def dumps_sorted(value: Any) -> str:
+    """Keys sorted: the same data always gives the same text (statuses are compared)."""
+    return orjson.dumps(value, default=str, option=_OPTIONS | orjson.OPT_SORT_KEYS).decode()
+
+
 def loads(text: str | bytes) -> Any:
     return orjson.loads(text)

@@ -16,6 +16,8 @@ from plugin_sdk._errors import (
     Unimplemented,
     error_metadata,
 )
+from plugin_sdk._json import dumps_sorted
+from plugin_sdk._json import loads as _loads
 from plugin_sdk._plugin import ApiRequest, Plugin, require_valid
 from plugin_sdk._proto import plugin_pb2 as pb
 from plugin_sdk._proto import plugin_pb2_grpc as pb_grpc
@@ -30,7 +32,7 @@ def loads_object(text: str, what: str) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = _loads(text)
     except ValueError as exc:
         raise InvalidOptions(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
@@ -54,7 +56,7 @@ def merge_secrets(options: dict[str, Any], secrets: Mapping[str, str]) -> dict[s
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return dumps_sorted(value)
 
 
 class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]

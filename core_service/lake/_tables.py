@@ -60,7 +60,10 @@ def sql_table(spec: TableSpec, metadata: MetaData) -> Table:
     ]
     table = Table(spec.name, metadata, *cols)
     if spec.lineage:
-        Index(f"ix_{spec.name}_raw_params", table.c._raw_data_params)
+        # Scope first, then the key: a converter reads a scope in key order, batch after
+        # batch, and this index serves that without sorting the scope each time.
+        keys = [table.c[k] for k in spec.primary_key]
+        Index(f"ix_{spec.name}_scope", table.c._raw_data_params, *keys)
     return table
 
 
