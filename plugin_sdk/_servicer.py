@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -281,12 +283,20 @@ class PluginServicer(pb_grpc.DevStreamPluginServicer):  # type: ignore[misc]
             async for out in outputs:
                 yield _to_proto(out)
         except Exception as exc:
-            # A streaming handler ends with its status set, not by abort(): abort from
-            # inside a response generator can reach the client as a bare INTERNAL.
+            # A streaming handler ends with its status set, not by abort(). And it first
+            # reads what the core already sent (up to a second): ending the call while the
+            # core is writing makes the core see a bare INTERNAL instead of this error.
             error = self._as_plugin_error("RunSubtask", exc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_drain(request_iterator), 1.0)
             context.set_code(error.code)
             context.set_details(str(error))
             context.set_trailing_metadata(error_metadata(error))
+
+
+async def _drain(request_iterator: Any) -> None:
+    async for _ in request_iterator:
+        pass
 
 
 async def _input_batches(request_iterator: Any) -> AsyncIterator[tuple[str, list[str], str]]:
