@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 F = TypeVar("F", bound=Callable[..., Any])
-KINDS = ("collector", "extractor", "converter")
 
 
 @dataclass(frozen=True)

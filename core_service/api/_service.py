@@ -50,7 +50,6 @@ class Core:
         self.running: dict[int, asyncio.Task[str]] = {}
         self.cancels: dict[int, asyncio.Event] = {}
         self.subscribers: dict[int, list[asyncio.Queue[dict[str, Any]]]] = defaultdict(list)
-        self.toolchain_lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.db.migrate()

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -81,7 +80,3 @@ def call_wrapped(fn: Callable[[argparse.Namespace], int], ns: argparse.Namespace
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()

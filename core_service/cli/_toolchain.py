@@ -326,15 +326,23 @@ def cmd_delete(ns: argparse.Namespace) -> int:
     remote = _on_server(ns, "delete")
     if remote is not None:
         return _summary(_outcomes(remote), asyncio.Event())
-    display = Display(total=len(config.tools))
+    return _delete(ns, config, only_config=True, lock="dtm delete")
+
+
+def _delete(ns: argparse.Namespace, config: Config, *, only_config: bool, lock: str) -> int:
+    """Delete the config's tools (delete) or every tool in the state (destroy), with progress."""
+    display = Display(total=0)
 
     async def body(tc: Toolchain) -> int:
+        state = await tc.store.load()
+        doomed = [k for k in state if k in tc.tools or not only_config]
+        display.progress.update(display.overall, total=len(doomed))
         async with _signals() as stop:
             with display.progress:
-                outcomes = await tc.delete(stop=stop)
+                outcomes = await tc.delete(stop=stop, only_config=only_config, state=state)
             return _summary(outcomes, stop)
 
-    return int(_run_with(ns, config, body, lock="dtm delete", progress=display))
+    return int(_run_with(ns, config, body, lock=lock, progress=display))
 
 
 def _state_only(ns: argparse.Namespace) -> tuple[Config | None, str, str]:
@@ -352,17 +360,8 @@ def cmd_destroy(ns: argparse.Namespace) -> int:
         raise UsageError(f"no state at {url}: give --state URL (or -f CONFIG to find it)")
     _confirm(ns, f"Destroy every tool in the state at {url}")
     empty = Config(tools=[], state=StateConfig(namespace=namespace), files=[], base_dir=Path.cwd())
-    display = Display(total=0)
-
-    async def body(tc: Toolchain) -> int:
-        display.progress.update(display.overall, total=len(await tc.store.load()))
-        async with _signals() as stop:
-            with display.progress:
-                outcomes = await tc.delete(stop=stop, only_config=False)
-            return _summary(outcomes, stop)
-
     ns.state = url
-    return int(_run_with(ns, empty, body, lock="dtm destroy", progress=display))
+    return _delete(ns, empty, only_config=False, lock="dtm destroy")
 
 
 def cmd_show_status(ns: argparse.Namespace) -> int:

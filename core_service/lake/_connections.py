@@ -14,8 +14,6 @@ from core_service.errors import DtmError
 from core_service.lake._schema import connections
 from core_service.store import Database, SecretBox
 
-SECRET_KEYS = ("token", "password", "secret", "privateKey", "appSecret")
-
 
 class ConnectionError_(DtmError):
     """A connection is missing, duplicated or malformed."""

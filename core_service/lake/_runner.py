@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from core_service.errors import DtmError
 from core_service.host import PluginHost
 from core_service.lake._connections import ConnectionStore
-from core_service.lake._plan import PipelinePlan, parse_plan
+from core_service.lake._plan import PipelinePlan
 from core_service.lake._schema import pipelines, subtask_state, subtasks, tasks
 from core_service.lake._store import LakeStore
 from core_service.store import Database, SecretBox, canonical, upsert
@@ -288,7 +288,6 @@ class PipelineRunner:
                 os.kill(int(pid), 0)
             except ProcessLookupError:
                 return True
-            return int(pid) == os.getpid() and False
         return False
 
     async def mark_interrupted(self, pipeline_id: int) -> None:
@@ -335,16 +334,15 @@ class PipelineRunner:
     async def run(self, pipeline_id: int, cancel: asyncio.Event | None = None) -> str:
         """Run (or resume) a pipeline to its end; return its final status."""
         cancel = cancel or asyncio.Event()
-        info = await self.get(pipeline_id)
-        plan = parse_plan(json.loads(await self._plan_json(pipeline_id)))
-        del plan  # validated; the task rows are what runs
+        await self.get(pipeline_id)  # a missing pipeline: PipelineError naming it
         async with self.db.begin() as conn:
             await conn.execute(
                 update(pipelines)
                 .where(pipelines.c.id == pipeline_id)
                 .values(
                     status="running",
-                    started_at=(info["started_at"] and None) or now(),
+                    # A rerun or resume keeps when the pipeline first started.
+                    started_at=func.coalesce(pipelines.c.started_at, now()),
                     owner=self.owner,
                     heartbeat_at=now(),
                     message="",
@@ -386,16 +384,6 @@ class PipelineRunner:
                 )
             self.progress("pipeline", pipeline_id, 0, "", {"status": status, "message": message})
         return status
-
-    async def _plan_json(self, pipeline_id: int) -> str:
-        async with self.db.connect() as conn:
-            return str(
-                (
-                    await conn.execute(
-                        select(pipelines.c.plan_json).where(pipelines.c.id == pipeline_id)
-                    )
-                ).scalar()
-            )
 
     async def _heartbeat(self, pipeline_id: int, cancel: asyncio.Event) -> None:
         while True:

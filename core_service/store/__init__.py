@@ -11,6 +11,7 @@ from core_service.store._state import (
     get_path,
     mask_values,
     set_path,
+    split_secrets,
 )
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "normalise_url",
     "safe_url",
     "set_path",
+    "split_secrets",
     "upsert",
 ]

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from core_service.errors import StateError
 
 log = logging.getLogger("dtm.db")
-DEFAULT_SQLITE_NAME = "devstream.db"
 
 
 def normalise_url(url: str) -> str:
@@ -65,10 +64,6 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._closed = False
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.dialect == "sqlite"
-
     def begin(self) -> Any:
         return self.engine.begin()
 
@@ -109,12 +104,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
-
-
-async def run_in(conn: AsyncConnection, sql: str, **params: Any) -> Any:
-    from sqlalchemy import text
-
-    return await conn.execute(text(sql), params)
 
 
 async def upsert(

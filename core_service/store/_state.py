@@ -59,16 +59,28 @@ def set_path(options: dict[str, Any], path: str, value: Any) -> None:
 
 
 def split_secrets(
-    options: Mapping[str, Any], secret_paths: Iterable[str]
+    options: Mapping[str, Any], secret_paths: Iterable[str], marker: str | None = SECRET_MARKER
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """(options with each secret replaced by a marker, {path: secret value})."""
+    """(a copy of the options without the secrets, {dotted path: secret value}).
+
+    Each secret is replaced by `marker` (what the state stores), or removed when the
+    marker is None (what goes over the wire, the secrets travelling apart).
+    """
     public = json.loads(json.dumps(options))
     secrets: dict[str, str] = {}
     for path in secret_paths:
         value = get_path(public, path)
-        if value is not None:
-            secrets[path] = value if isinstance(value, str) else json.dumps(value)
-            set_path(public, path, SECRET_MARKER)
+        if value is None:
+            continue
+        secrets[path] = value if isinstance(value, str) else json.dumps(value)
+        if marker is not None:
+            set_path(public, path, marker)
+            continue
+        *parents, leaf = path.split(".")
+        node: Any = public
+        for part in parents:
+            node = node[part]
+        del node[leaf]
     return public, secrets
 
 

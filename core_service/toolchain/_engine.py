@@ -13,7 +13,6 @@ same way on both sides, so nothing reports drift that is not there.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from core_service.store import (
     canonical,
     get_path,
     mask_values,
+    split_secrets,
 )
 from core_service.toolchain._config import (
     REF,
@@ -212,19 +212,7 @@ class Toolchain:
         self, tool: ToolSpec, options: Mapping[str, Any]
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """Options for the wire without secrets, and the secrets by dotted path."""
-        public = json.loads(json.dumps(options))
-        secrets: dict[str, str] = {}
-        for path in self.secret_paths(tool):
-            value = get_path(public, path)
-            if value is None:
-                continue
-            secrets[path] = value if isinstance(value, str) else json.dumps(value)
-            parent = public
-            *parents, leaf = path.split(".")
-            for part in parents:
-                parent = parent[part]
-            del parent[leaf]
-        return public, secrets
+        return split_secrets(options, self.secret_paths(tool), marker=None)
 
     def _secret_values(self, *states: ToolState | None) -> set[str]:
         values = set(self.config.secret_values)
@@ -431,10 +419,7 @@ class Toolchain:
 
     async def _delete_one(self, st: ToolState) -> None:
         handle = await self.host.get(st.plugin)
-        public = json.loads(json.dumps(st.options))
-        secrets = {p: str(get_path(st.options, p)) for p in st.secret_paths}
-        for path in st.secret_paths:
-            _drop(public, path)
+        public, secrets = split_secrets(st.options, st.secret_paths, marker=None)
         async with self._sem:
             self.progress("start", st.key, "delete")
             await handle.call(lambda c: c.delete(public, secrets, instance=st.key))
@@ -442,23 +427,17 @@ class Toolchain:
         self.progress("done", st.key, "deleted")
 
     async def delete(
-        self, stop: asyncio.Event | None = None, only_config: bool = True
+        self,
+        stop: asyncio.Event | None = None,
+        only_config: bool = True,
+        state: Mapping[str, ToolState] | None = None,
     ) -> list[Outcome]:
         """Delete the config's tools (or every tool in the state), dependents first."""
         stop = stop or asyncio.Event()
-        state = await self.store.load()
+        state = await self.store.load() if state is None else state
         keys = [k for k in state if (k in self.tools or not only_config)]
         order = self.deletion_order({k: state[k] for k in keys}, keep=set())
         return await self._delete_keys(order, state, stop)
-
-
-def _drop(options: dict[str, Any], path: str) -> None:
-    node: Any = options
-    *parents, leaf = path.split(".")
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(leaf, None)
 
 
 def _refers_to(tool: ToolSpec, dep: str) -> bool:

@@ -129,6 +129,8 @@ async def test_pipeline_with_live_progress_cancel_and_rerun(api: TestClient[Any,
     final = events[-1][1]
     assert final["status"] == "done"
     assert [s["records"] for s in final["tasks"][0]["subtasks"]] == [700, 700, 700]
+    metrics = await (await api.get("/metrics")).text()
+    assert 'dtm_records_written_total{plugin="icla",table="accounts"}' in metrics
 
     slow = await api.post(
         "/api/v1/pipelines",

@@ -357,3 +357,35 @@ async def test_deletion_order_is_dependents_first() -> None:
     state = {"a.1": st("a.1", []), "b.1": st("b.1", ["a.1"]), "c.1": st("c.1", ["b.1"])}
     assert Toolchain.deletion_order(state, keep=set()) == ["c.1", "b.1", "a.1"]
     assert Toolchain.deletion_order(state, keep={"a.1"}) == ["c.1", "b.1"]
+
+
+def run_dtm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core_service.cli", "--plugin-dir", str(FIXTURE_PLUGINS), *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def test_verify_show_status_and_show_config_from_the_cli(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, two_files(tmp_path))
+    state = str(tmp_path / "s.db")
+    assert run_dtm("verify", "-f", str(cfg), "--state", state).returncode == 1  # nothing applied
+    assert run_dtm("apply", "-f", str(cfg), "--state", state, "-y").returncode == 0
+    verified = run_dtm("verify", "-f", str(cfg), "--state", state)
+    assert verified.returncode == 0 and "all 2 tool(s) match" in verified.stdout
+    (tmp_path / "out" / "first.txt").write_text("hand edit")
+    drifted = run_dtm("verify", "-f", str(cfg), "--state", state)
+    assert drifted.returncode == 1 and "drift: changed outside dtm" in drifted.stdout
+    status = json.loads(run_dtm("show", "status", "-f", str(cfg), "--state", state,
+                                "-o", "json").stdout)  # fmt: skip
+    live = {row["tool"]: (row["live"], row["reason"]) for row in status}
+    assert live["localfile.first"] == ("update", "drift: changed outside dtm")
+    assert live["localfile.second"][0] == "update"  # its input may change with first's outputs
+    assert status[0]["stored_status"]["outputs"]["path"].endswith("first.txt")
+    example = run_dtm("show", "config", "-p", "localfile")
+    assert example.returncode == 0
+    import yaml
+
+    parsed = yaml.safe_load(example.stdout)
+    assert set(parsed["tools"][0]["options"]) == {"path", "content", "mode"}
+    assert "# absolute or relative path (required; string)" in example.stdout
